@@ -1,0 +1,145 @@
+//! WebDAV over any [`Drive`], one drive per authenticated user.
+//!
+//! [`WebDav::handle`] answers one HTTP request: it checks HTTP Basic credentials with an
+//! [`Authenticator`], then lets dav-server serve the user's drive through [`DriveFs`]. Each
+//! user gets a lock system of their own, so locks never leak between users. Everything the
+//! user may do is decided by the `Drive`; this crate only translates.
+
+mod file;
+mod fs;
+mod props;
+
+use std::collections::HashMap;
+use std::error::Error as StdError;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use base64::Engine;
+use bytes::Buf;
+pub use dav_server::body::Body;
+use dav_server::memls::MemLs;
+use dav_server::DavHandler;
+use http::{header, Request, Response, StatusCode};
+use torrentdrive_fs::Drive;
+
+pub use crate::fs::{DavUser, DriveFs};
+
+/// Checks a user name and password and hands out that user's drive.
+#[async_trait]
+pub trait Authenticator: Send + Sync + 'static {
+    /// `None` for a wrong password and an unknown user alike.
+    async fn authenticate(&self, user: &str, password: &str) -> Option<Arc<dyn Drive>>;
+}
+
+/// The WebDAV front end.
+pub struct WebDav {
+    auth: Arc<dyn Authenticator>,
+    prefix: String,
+    handlers: Mutex<HashMap<String, DavHandler<DavUser>>>,
+}
+
+/// How many bytes a GET reads from the drive at a time.
+const READ_BUF_SIZE: usize = 256 * 1024;
+
+impl WebDav {
+    /// Serves drives under `prefix` (e.g. `/dav`, without a trailing slash).
+    pub fn new(auth: Arc<dyn Authenticator>, prefix: &str) -> WebDav {
+        WebDav {
+            auth,
+            prefix: prefix.trim_end_matches('/').to_owned(),
+            handlers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Forgets a user's locks, e.g. when the user is removed.
+    pub fn forget_user(&self, user: &str) {
+        self.handlers_lock().remove(user);
+    }
+
+    fn handlers_lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, DavHandler<DavUser>>> {
+        self.handlers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn handler_for(&self, user: &str) -> DavHandler<DavUser> {
+        self.handlers_lock()
+            .entry(user.to_owned())
+            .or_insert_with(|| {
+                DavHandler::builder()
+                    .filesystem(Box::new(DriveFs))
+                    .locksystem(MemLs::new())
+                    .strip_prefix(self.prefix.clone())
+                    .autoindex(true)
+                    .read_buf_size(READ_BUF_SIZE)
+                    .build_handler()
+            })
+            .clone()
+    }
+
+    /// Answers one request.
+    pub async fn handle<B, D, E>(&self, req: Request<B>) -> Response<Body>
+    where
+        B: hyper::body::Body<Data = D, Error = E> + Send + 'static,
+        D: Buf + Send + 'static,
+        E: StdError + Send + Sync + 'static,
+    {
+        let Some((user, password)) = basic_credentials(&req) else {
+            return unauthorized();
+        };
+        let Some(drive) = self.auth.authenticate(&user, &password).await else {
+            tracing::info!(user = %user, "WebDAV sign-in refused");
+            return unauthorized();
+        };
+        if req.method().as_str() == "PROPFIND" && depth_is_infinity(&req) {
+            return finite_depth_only();
+        }
+        let handler = self.handler_for(&user);
+        let creds = DavUser::new(user.clone(), drive);
+        handler.handle_guarded(req, user, creds).await
+    }
+}
+
+fn basic_credentials<B>(req: &Request<B>) -> Option<(String, String)> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_owned(), password.to_owned()))
+}
+
+fn unauthorized() -> Response<Body> {
+    let mut res = Response::new(Body::from("authentication required\n"));
+    *res.status_mut() = StatusCode::UNAUTHORIZED;
+    res.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        http::HeaderValue::from_static("Basic realm=\"torrentdrive\", charset=\"UTF-8\""),
+    );
+    res
+}
+
+fn depth_is_infinity<B>(req: &Request<B>) -> bool {
+    req.headers()
+        .get("depth")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("infinity"))
+}
+
+/// RFC 4918 9.1: a server may refuse `Depth: infinity` with 403 and this precondition.
+/// (dav-server answers 501, which clients take as "PROPFIND unsupported".)
+fn finite_depth_only() -> Response<Body> {
+    let mut res = Response::new(Body::from(
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n\
+         <D:error xmlns:D=\"DAV:\"><D:propfind-finite-depth/></D:error>\n",
+    ));
+    *res.status_mut() = StatusCode::FORBIDDEN;
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/xml; charset=utf-8"),
+    );
+    res
+}

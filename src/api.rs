@@ -1,0 +1,79 @@
+//! The daemon's management operations, independent of how they are called: directly by the
+//! CLI when no daemon runs, or over the control socket when one does.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::users::{UserInfo, Users};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    UserAdd {
+        name: String,
+        password: String,
+        quota: Option<u64>,
+    },
+    UserList,
+    UserPasswd {
+        name: String,
+        password: String,
+    },
+    UserRemove {
+        name: String,
+    },
+    UserQuota {
+        name: String,
+        quota: Option<u64>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Reply {
+    Done,
+    Users { users: Vec<UserInfo> },
+    Error { message: String },
+}
+
+/// Called after a user is removed, so front ends can drop what they hold for them.
+pub type RemovedHook = Box<dyn Fn(&str) + Send + Sync>;
+
+pub struct Api {
+    users: Arc<Users>,
+    on_removed: Option<RemovedHook>,
+}
+
+impl Api {
+    pub fn new(users: Arc<Users>, on_removed: Option<RemovedHook>) -> Api {
+        Api { users, on_removed }
+    }
+
+    /// Answers one request. Blocking (database, argon2): call off the async threads.
+    pub fn call(&self, req: Request) -> Reply {
+        let result = match req {
+            Request::UserAdd {
+                name,
+                password,
+                quota,
+            } => self.users.add(&name, &password, quota).map(|_| Reply::Done),
+            Request::UserList => self.users.list().map(|users| Reply::Users { users }),
+            Request::UserPasswd { name, password } => {
+                self.users.set_password(&name, &password).map(|()| Reply::Done)
+            }
+            Request::UserRemove { name } => self.users.remove(&name).map(|()| {
+                if let Some(hook) = &self.on_removed {
+                    hook(&name);
+                }
+                Reply::Done
+            }),
+            Request::UserQuota { name, quota } => {
+                self.users.set_quota(&name, quota).map(|()| Reply::Done)
+            }
+        };
+        result.unwrap_or_else(|e| Reply::Error {
+            message: e.to_string(),
+        })
+    }
+}

@@ -1,0 +1,169 @@
+//! The command line.
+
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+
+use crate::api::{Api, Reply, Request};
+use crate::control;
+use crate::server::{self, ServeOptions};
+use crate::service::{OpenError, Service};
+use crate::size::{format_size, parse_size};
+
+#[derive(Parser)]
+#[command(name = "torrentdrive", version, about = "A self-hosted, multi-user cloud drive that fetches torrents")]
+pub struct Cli {
+    /// Where everything is stored.
+    #[arg(long, global = true, env = "TORRENTDRIVE_DATA", default_value = "./data")]
+    data: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon: WebDAV at http://LISTEN/dav/.
+    Serve {
+        /// Address for HTTP (WebDAV).
+        #[arg(long, env = "TORRENTDRIVE_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+    },
+    /// Manage users (works with or without a running daemon).
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Args)]
+struct PasswordArgs {
+    /// Read the password from the first line of standard input instead of prompting.
+    #[arg(long)]
+    password_stdin: bool,
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user.
+    Add {
+        name: String,
+        #[command(flatten)]
+        password: PasswordArgs,
+        /// Storage limit, e.g. 500G, 2T, 1.5TB, or `none` (the default).
+        #[arg(long, value_parser = parse_size)]
+        quota: Option<Option<u64>>,
+    },
+    /// List users with their quota and usage.
+    List,
+    /// Change a user's password.
+    Passwd {
+        name: String,
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+    /// Delete a user and all their files.
+    Remove { name: String },
+    /// Set a user's storage limit (e.g. 500G, or `none`).
+    Quota {
+        name: String,
+        #[arg(value_parser = parse_size)]
+        size: Option<u64>,
+    },
+}
+
+fn read_password(args: &PasswordArgs, name: &str) -> anyhow::Result<String> {
+    if args.password_stdin {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        let password = line.trim_end_matches(['\n', '\r']).to_owned();
+        if password.is_empty() {
+            bail!("no password on standard input");
+        }
+        return Ok(password);
+    }
+    let first = rpassword::prompt_password(format!("Password for {name}: "))
+        .context("reading the password (use --password-stdin without a terminal)")?;
+    let again = rpassword::prompt_password("Again: ")?;
+    if first != again {
+        bail!("the passwords differ");
+    }
+    Ok(first)
+}
+
+/// Sends a request to the daemon if one runs on `data`, else performs it here.
+fn call(data: &Path, req: Request) -> anyhow::Result<Reply> {
+    let socket = control::socket_path(data);
+    if let Some(reply) = control::call(&socket, &req)
+        .with_context(|| format!("talking to the daemon at {}", socket.display()))?
+    {
+        return Ok(reply);
+    }
+    let service = match Service::open(data) {
+        Err(OpenError::InUse(path)) => bail!(
+            "a torrentdrive daemon holds {} but its control socket does not answer",
+            path.display()
+        ),
+        other => other?,
+    };
+    Ok(Api::new(service.users.clone(), None).call(req))
+}
+
+fn run_user(data: &Path, cmd: UserCommand) -> anyhow::Result<()> {
+    let req = match cmd {
+        UserCommand::Add {
+            name,
+            password,
+            quota,
+        } => Request::UserAdd {
+            password: read_password(&password, &name)?,
+            name,
+            quota: quota.flatten(),
+        },
+        UserCommand::List => Request::UserList,
+        UserCommand::Passwd { name, password } => Request::UserPasswd {
+            password: read_password(&password, &name)?,
+            name,
+        },
+        UserCommand::Remove { name } => Request::UserRemove { name },
+        UserCommand::Quota { name, size } => Request::UserQuota { name, quota: size },
+    };
+    match call(data, req)? {
+        Reply::Done => Ok(()),
+        Reply::Users { users } => {
+            println!("{:<24} {:>12} {:>12} {:>8}", "USER", "USED", "QUOTA", "FILES");
+            for u in users {
+                println!(
+                    "{:<24} {:>12} {:>12} {:>8}",
+                    u.name,
+                    format_size(u.used),
+                    u.quota.map_or("none".to_owned(), format_size),
+                    u.files
+                );
+            }
+            Ok(())
+        }
+        Reply::Error { message } => bail!(message),
+    }
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+}
+
+pub fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { listen } => {
+            init_logging();
+            let service = Service::open(&cli.data)?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(server::serve(service, ServeOptions { listen }))
+        }
+        Command::User(cmd) => run_user(&cli.data, cmd),
+    }
+}

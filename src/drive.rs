@@ -1,0 +1,1124 @@
+//! `Drive` over the metadata store and the blob store: one user's tree.
+//!
+//! Writes are staged per handle (in memory, then in a temp file past `SPILL`) and committed
+//! by `flush` in one transaction: small content inline in the record, larger content as a
+//! new blob. Readers keep the version they opened; nobody sees a partial write.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use tokio::sync::Mutex as AsyncMutex;
+use torrentdrive_fs::{
+    check_name, Attr, CreateOptions, DirEntry, Drive, FileHandle, FsError, FsResult, NodeId,
+    NodeKind, OpenOptions, RenameOptions, SetAttr, Usage, XattrChange,
+};
+
+use crate::blob::{BlobId, BlobReader, BlobStore, Staged};
+use crate::store::{
+    from_nanos, now_nanos, to_nanos, Content, Kind, NodeRec, Store, StoreError, UserRec, WriteTx,
+};
+
+/// Content up to this size is stored in the metadata record instead of a blob.
+pub const INLINE_MAX: usize = 16 * 1024;
+/// Staged content is kept in memory up to this size, then moved to a temp file.
+const SPILL: usize = 1 << 20;
+/// Folders every drive has at its root, which can't be removed or renamed.
+pub const FIXED_FOLDERS: [&str; 2] = ["Add", "Downloads"];
+
+/// What all drives share: the stores and the open handles.
+pub struct Storage {
+    store: Arc<Store>,
+    blobs: Arc<dyn BlobStore>,
+    handles: Mutex<HashMap<u64, Arc<AsyncMutex<Handle>>>>,
+    next_handle: AtomicU64,
+}
+
+/// The committed content a handle reads when it has no staged content.
+#[derive(Clone)]
+enum Base {
+    Inline(Bytes),
+    Blob(Arc<dyn BlobReader>),
+}
+
+enum Staging {
+    Mem(Vec<u8>),
+    File { staged: Staged, len: u64 },
+}
+
+impl Staging {
+    fn len(&self) -> u64 {
+        match self {
+            Staging::Mem(v) => v.len() as u64,
+            Staging::File { len, .. } => *len,
+        }
+    }
+}
+
+struct Handle {
+    user: u64,
+    /// `None` until a deferred create commits.
+    node: Option<u64>,
+    deferred: Option<(u64, String)>,
+    writable: bool,
+    dirty: bool,
+    expected: Option<u64>,
+    written: u64,
+    base: Base,
+    base_size: u64,
+    /// Content being written; created from `base` (or empty) by the first write.
+    staging: Option<Staging>,
+    /// The first write starts from empty content instead of `base`.
+    truncated: bool,
+    /// Staged length already known to fit in the quota.
+    allowance: u64,
+}
+
+fn kind_of(k: Kind) -> NodeKind {
+    match k {
+        Kind::File => NodeKind::File,
+        Kind::Dir => NodeKind::Dir,
+    }
+}
+
+fn attr_of(id: u64, rec: &NodeRec) -> Attr {
+    Attr {
+        id: NodeId(id),
+        kind: kind_of(rec.kind),
+        size: rec.size,
+        mtime: from_nanos(rec.mtime),
+        ctime: from_nanos(rec.ctime),
+        version: rec.version,
+        read_only: false,
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> FsResult<T> + Send + 'static,
+) -> FsResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| FsError::Io(format!("worker failed: {e}")))?
+}
+
+/// Reads up to `buf.len()` bytes at `offset`, retrying short reads until end of file.
+fn read_full(r: &dyn BlobReader, buf: &mut [u8], offset: u64) -> FsResult<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        let n = r.read_at(&mut buf[done..], offset + done as u64)?;
+        if n == 0 {
+            break;
+        }
+        done += n;
+    }
+    Ok(done)
+}
+
+impl Storage {
+    pub fn new(store: Arc<Store>, blobs: Arc<dyn BlobStore>) -> Arc<Storage> {
+        Arc::new(Storage {
+            store,
+            blobs,
+            handles: Mutex::new(HashMap::new()),
+            next_handle: AtomicU64::new(1),
+        })
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    pub fn blobs(&self) -> &Arc<dyn BlobStore> {
+        &self.blobs
+    }
+
+    /// The drive of `user`.
+    pub fn drive(self: &Arc<Self>, user: &UserRec) -> UserDrive {
+        UserDrive {
+            storage: self.clone(),
+            user: user.id,
+            name: user.name.clone(),
+            root: user.root,
+        }
+    }
+
+    /// Runs `f` on the metadata store off the async threads.
+    async fn db<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> FsResult<T> + Send + 'static,
+    ) -> FsResult<T> {
+        let store = self.store.clone();
+        blocking(move || f(&store)).await
+    }
+
+    fn handles(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<AsyncMutex<Handle>>>> {
+        self.handles.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn add_handle(&self, h: Handle) -> FileHandle {
+        let fh = self.next_handle.fetch_add(1, Ordering::Relaxed);
+        self.handles().insert(fh, Arc::new(AsyncMutex::new(h)));
+        FileHandle(fh)
+    }
+
+    /// Deletes blobs a commit left unreferenced. A failure only leaves an orphan behind.
+    async fn remove_blobs(&self, dead: Vec<BlobId>) {
+        if dead.is_empty() {
+            return;
+        }
+        let blobs = self.blobs.clone();
+        let _ = blocking(move || {
+            for id in dead {
+                if let Err(e) = blobs.remove(id) {
+                    tracing::warn!(blob = %format!("{id:032x}"), error = %e, "removing blob");
+                }
+            }
+            Ok(())
+        })
+        .await;
+    }
+
+    async fn base_of(&self, content: &Content) -> FsResult<Base> {
+        match content {
+            Content::Inline(v) => Ok(Base::Inline(Bytes::copy_from_slice(v))),
+            &Content::Blob(id) => {
+                let blobs = self.blobs.clone();
+                blocking(move || Ok(Base::Blob(blobs.open(id)?))).await
+            }
+        }
+    }
+}
+
+/// Drops a node's claim on its content; returns a blob that nothing references any more.
+pub(crate) fn release_content(tx: &WriteTx, content: &Content) -> Result<Option<BlobId>, StoreError> {
+    match content {
+        Content::Blob(id) if tx.add_blob_ref(*id, -1)? == 0 => Ok(Some(*id)),
+        _ => Ok(None),
+    }
+}
+
+/// One user's drive.
+pub struct UserDrive {
+    storage: Arc<Storage>,
+    user: u64,
+    name: String,
+    root: u64,
+}
+
+/// The node `id` if it belongs to `user`.
+fn owned(tx_node: Option<NodeRec>, user: u64) -> FsResult<NodeRec> {
+    match tx_node {
+        Some(rec) if rec.owner == user => Ok(rec),
+        _ => Err(FsError::NotFound),
+    }
+}
+
+macro_rules! node_of {
+    ($tx:expr, $id:expr, $user:expr) => {
+        owned($tx.node($id)?, $user)
+    };
+}
+
+macro_rules! dir_of {
+    ($tx:expr, $id:expr, $user:expr) => {{
+        let rec = node_of!($tx, $id, $user)?;
+        if rec.kind != Kind::Dir {
+            return Err(FsError::NotADirectory);
+        }
+        rec
+    }};
+}
+
+impl UserDrive {
+    pub fn user_name(&self) -> &str {
+        &self.name
+    }
+
+    fn is_fixed(&self, parent: u64, name: &str) -> bool {
+        parent == self.root && FIXED_FOLDERS.contains(&name)
+    }
+
+    fn handle(&self, fh: FileHandle) -> FsResult<Arc<AsyncMutex<Handle>>> {
+        match self.storage.handles().get(&fh.0) {
+            Some(h) => Ok(h.clone()),
+            None => Err(FsError::BadHandle),
+        }
+    }
+
+    /// (used, quota) of this user, for checks outside a transaction.
+    async fn limits(&self) -> FsResult<(u64, Option<u64>)> {
+        let (user, name) = (self.user, self.name.clone());
+        self.storage
+            .db(move |s| {
+                s.read(|tx| {
+                    let quota = tx.user(&name)?.ok_or(FsError::PermissionDenied)?.quota;
+                    Ok((tx.usage(user)?.0, quota))
+                })
+            })
+            .await
+    }
+
+    /// Fails unless `new` bytes in place of `old` fit the quota and the disk.
+    async fn check_space(&self, old: u64, new: u64) -> FsResult<()> {
+        if new <= old {
+            return Ok(());
+        }
+        let (used, quota) = self.limits().await?;
+        if let Some(q) = quota {
+            if used.saturating_sub(old).saturating_add(new) > q {
+                return Err(FsError::QuotaExceeded);
+            }
+        }
+        let blobs = self.storage.blobs.clone();
+        let free = blocking(move || Ok(blobs.free_space()?)).await?;
+        if new - old > free {
+            return Err(FsError::NoSpace);
+        }
+        Ok(())
+    }
+
+    /// Makes sure the handle has staged content to write to.
+    async fn ensure_staging(&self, h: &mut Handle) -> FsResult<()> {
+        if h.staging.is_some() {
+            return Ok(());
+        }
+        let staging = if h.truncated {
+            Staging::Mem(Vec::new())
+        } else {
+            match h.base.clone() {
+                Base::Inline(b) => Staging::Mem(b.to_vec()),
+                Base::Blob(reader) => {
+                    let (blobs, len) = (self.storage.blobs.clone(), h.base_size);
+                    blocking(move || {
+                        let staged = blobs.stage()?;
+                        let mut buf = vec![0u8; SPILL.min(len as usize)];
+                        let mut off = 0u64;
+                        while off < len {
+                            let n = read_full(&*reader, &mut buf, off)?;
+                            if n == 0 {
+                                return Err(FsError::Io("blob shorter than its file".into()));
+                            }
+                            staged.file().write_all_at(&buf[..n], off)?;
+                            off += n as u64;
+                        }
+                        Ok(Staging::File { staged, len })
+                    })
+                    .await?
+                }
+            }
+        };
+        h.staging = Some(staging);
+        Ok(())
+    }
+
+    /// Moves in-memory staging to a temp file.
+    async fn spill(&self, h: &mut Handle) -> FsResult<()> {
+        if let Some(Staging::Mem(v)) = &mut h.staging {
+            let data = std::mem::take(v);
+            let blobs = self.storage.blobs.clone();
+            let len = data.len() as u64;
+            let staged = blocking(move || {
+                let staged = blobs.stage()?;
+                staged.file().write_all_at(&data, 0)?;
+                Ok(staged)
+            })
+            .await?;
+            h.staging = Some(Staging::File { staged, len });
+        }
+        Ok(())
+    }
+
+    async fn resize_staging(&self, h: &mut Handle, size: u64) -> FsResult<()> {
+        if size > SPILL as u64 {
+            self.spill(h).await?;
+        }
+        match &mut h.staging {
+            Some(Staging::Mem(v)) => v.resize(size as usize, 0),
+            Some(Staging::File { staged, len }) => {
+                let f = staged.file().clone();
+                blocking(move || Ok(f.set_len(size)?)).await?;
+                *len = size;
+            }
+            None => return Err(FsError::BadHandle),
+        }
+        h.dirty = true;
+        Ok(())
+    }
+
+    /// Turns staged content into committed content (blob or inline), without linking it.
+    async fn materialize(&self, staging: Option<Staging>) -> FsResult<(Content, u64)> {
+        match staging {
+            None => Ok((Content::empty(), 0)),
+            Some(Staging::Mem(v)) if v.len() <= INLINE_MAX => {
+                let len = v.len() as u64;
+                Ok((Content::Inline(v), len))
+            }
+            Some(Staging::Mem(v)) => {
+                let blobs = self.storage.blobs.clone();
+                let len = v.len() as u64;
+                blocking(move || {
+                    let staged = blobs.stage()?;
+                    staged.file().write_all_at(&v, 0)?;
+                    Ok((Content::Blob(blobs.commit(staged)?), len))
+                })
+                .await
+            }
+            Some(Staging::File { staged, len }) => {
+                let blobs = self.storage.blobs.clone();
+                blocking(move || Ok((Content::Blob(blobs.commit(staged)?), len))).await
+            }
+        }
+    }
+
+    async fn read_attr(&self, id: u64) -> FsResult<Attr> {
+        let user = self.user;
+        self.storage
+            .db(move |s| s.read(|tx| Ok(attr_of(id, &node_of!(tx, id, user)?))))
+            .await
+    }
+}
+
+use std::os::unix::fs::FileExt;
+
+#[async_trait]
+impl Drive for UserDrive {
+    fn root(&self) -> NodeId {
+        NodeId(self.root)
+    }
+
+    async fn lookup(&self, parent: NodeId, name: &str) -> FsResult<Attr> {
+        let (user, name) = (self.user, name.to_owned());
+        self.storage
+            .db(move |s| {
+                s.read(|tx| {
+                    dir_of!(tx, parent.0, user);
+                    let id = tx.child(parent.0, &name)?.ok_or(FsError::NotFound)?;
+                    Ok(attr_of(id, &node_of!(tx, id, user)?))
+                })
+            })
+            .await
+    }
+
+    async fn getattr(&self, node: NodeId) -> FsResult<Attr> {
+        self.read_attr(node.0).await
+    }
+
+    async fn list(&self, dir: NodeId) -> FsResult<Vec<DirEntry>> {
+        let user = self.user;
+        self.storage
+            .db(move |s| {
+                s.read(|tx| {
+                    dir_of!(tx, dir.0, user);
+                    let mut out = Vec::new();
+                    for (name, id) in tx.children(dir.0)? {
+                        let rec = node_of!(tx, id, user)?;
+                        out.push(DirEntry {
+                            name,
+                            attr: attr_of(id, &rec),
+                        });
+                    }
+                    Ok(out)
+                })
+            })
+            .await
+    }
+
+    async fn resolve(&self, names: &[&str]) -> FsResult<Attr> {
+        let (user, root) = (self.user, self.root);
+        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+        self.storage
+            .db(move |s| {
+                s.read(|tx| {
+                    let mut id = root;
+                    let mut rec = node_of!(tx, id, user)?;
+                    for name in &names {
+                        if rec.kind != Kind::Dir {
+                            return Err(FsError::NotADirectory);
+                        }
+                        id = tx.child(id, name)?.ok_or(FsError::NotFound)?;
+                        rec = node_of!(tx, id, user)?;
+                    }
+                    Ok(attr_of(id, &rec))
+                })
+            })
+            .await
+    }
+
+    async fn open(&self, node: NodeId, opts: OpenOptions) -> FsResult<FileHandle> {
+        let user = self.user;
+        let rec = self
+            .storage
+            .db(move |s| s.read(|tx| node_of!(tx, node.0, user)))
+            .await?;
+        if rec.kind == Kind::Dir {
+            return Err(FsError::IsADirectory);
+        }
+        if let Some(expected) = opts.expected_size.filter(|_| opts.write) {
+            let base = if opts.truncate { 0 } else { rec.size };
+            self.check_space(rec.size, base.max(expected)).await?;
+        }
+        let base = self.storage.base_of(&rec.content).await?;
+        Ok(self.storage.add_handle(Handle {
+            user,
+            node: Some(node.0),
+            deferred: None,
+            writable: opts.write,
+            dirty: opts.write && opts.truncate,
+            expected: opts.expected_size.filter(|_| opts.write),
+            written: 0,
+            base,
+            base_size: rec.size,
+            staging: None,
+            truncated: opts.write && opts.truncate,
+            allowance: rec.size,
+        }))
+    }
+
+    async fn create(
+        &self,
+        parent: NodeId,
+        name: &str,
+        opts: CreateOptions,
+    ) -> FsResult<(Attr, FileHandle)> {
+        check_name(name)?;
+        let (user, owned_name) = (self.user, name.to_owned());
+        let existing = self
+            .storage
+            .db(move |s| {
+                s.read(|tx| {
+                    dir_of!(tx, parent.0, user);
+                    match tx.child(parent.0, &owned_name)? {
+                        Some(id) => Ok(Some((id, node_of!(tx, id, user)?))),
+                        None => Ok(None),
+                    }
+                })
+            })
+            .await?;
+        let old = match &existing {
+            Some(_) if opts.exclusive => return Err(FsError::Exists),
+            Some((_, rec)) if rec.kind == Kind::Dir => return Err(FsError::IsADirectory),
+            Some((_, rec)) => rec.size,
+            None => 0,
+        };
+        if let Some(expected) = opts.expected_size {
+            self.check_space(old, expected).await?;
+        }
+        let now = SystemTime::now();
+        let (node, deferred, attr) = match existing {
+            Some((id, rec)) => (Some(id), None, attr_of(id, &rec)),
+            None if opts.deferred => {
+                let attr = Attr {
+                    id: NodeId(0),
+                    kind: NodeKind::File,
+                    size: 0,
+                    mtime: now,
+                    ctime: now,
+                    version: 0,
+                    read_only: false,
+                };
+                (None, Some((parent.0, name.to_owned())), attr)
+            }
+            None => {
+                let name = name.to_owned();
+                let (id, rec) = self
+                    .storage
+                    .db(move |s| {
+                        s.write(|tx| {
+                            dir_of!(tx, parent.0, user);
+                            if tx.child(parent.0, &name)?.is_some() {
+                                return Err(FsError::Exists);
+                            }
+                            let (id, rec) = new_node(tx, user, parent.0, &name, Kind::File)?;
+                            Ok((id, rec))
+                        })
+                    })
+                    .await?;
+                (Some(id), None, attr_of(id, &rec))
+            }
+        };
+        let fh = self.storage.add_handle(Handle {
+            user,
+            node,
+            deferred,
+            writable: true,
+            dirty: true,
+            expected: opts.expected_size,
+            written: 0,
+            base: Base::Inline(Bytes::new()),
+            // What the commit replaces; reads see nothing of it (`truncated`).
+            base_size: old,
+            staging: None,
+            truncated: true,
+            allowance: old,
+        });
+        Ok((Attr { size: 0, ..attr }, fh))
+    }
+
+    async fn read(&self, fh: FileHandle, offset: u64, len: u32) -> FsResult<Bytes> {
+        let handle = self.handle(fh)?;
+        let h = handle.lock().await;
+        if h.user != self.user {
+            return Err(FsError::BadHandle);
+        }
+        let size = match &h.staging {
+            Some(s) => s.len(),
+            None if h.truncated => 0,
+            None => h.base_size,
+        };
+        let n = (len as u64).min(size.saturating_sub(offset)) as usize;
+        if n == 0 {
+            return Ok(Bytes::new());
+        }
+        let start = offset as usize;
+        match (&h.staging, &h.base) {
+            (Some(Staging::Mem(v)), _) => Ok(Bytes::copy_from_slice(&v[start..start + n])),
+            (None, Base::Inline(b)) => Ok(b.slice(start..start + n)),
+            (Some(Staging::File { staged, .. }), _) => {
+                let f = staged.file().clone();
+                blocking(move || {
+                    let mut buf = vec![0u8; n];
+                    let got = read_full(&*f, &mut buf, offset)?;
+                    buf.truncate(got);
+                    Ok(Bytes::from(buf))
+                })
+                .await
+            }
+            (None, Base::Blob(r)) => {
+                let r = r.clone();
+                blocking(move || {
+                    let mut buf = vec![0u8; n];
+                    let got = read_full(&*r, &mut buf, offset)?;
+                    buf.truncate(got);
+                    Ok(Bytes::from(buf))
+                })
+                .await
+            }
+        }
+    }
+
+    async fn write(&self, fh: FileHandle, offset: u64, data: &[u8]) -> FsResult<u32> {
+        let handle = self.handle(fh)?;
+        let mut h = handle.lock().await;
+        if h.user != self.user || !h.writable {
+            return Err(FsError::BadHandle);
+        }
+        let end = offset
+            .checked_add(data.len() as u64)
+            .ok_or(FsError::InvalidArgument("offset too large"))?;
+        self.ensure_staging(&mut h).await?;
+        let new_len = end.max(h.staging.as_ref().map_or(0, Staging::len));
+        if new_len > h.allowance {
+            let committed = h.base_size;
+            // Ask for some headroom so a stream of small writes doesn't check every time.
+            let want = new_len.max(h.allowance.saturating_add(SPILL as u64));
+            match self.check_space(committed, want).await {
+                Ok(()) => h.allowance = want,
+                Err(_) => {
+                    self.check_space(committed, new_len).await?;
+                    h.allowance = new_len;
+                }
+            }
+        }
+        if end > SPILL as u64 {
+            self.spill(&mut h).await?;
+        }
+        match &mut h.staging {
+            Some(Staging::Mem(v)) => {
+                let (start, end) = (offset as usize, end as usize);
+                if v.len() < end {
+                    v.resize(end, 0);
+                }
+                v[start..end].copy_from_slice(data);
+            }
+            Some(Staging::File { staged, len }) => {
+                let f = staged.file().clone();
+                let data = data.to_vec();
+                blocking(move || Ok(f.write_all_at(&data, offset)?)).await?;
+                *len = (*len).max(end);
+            }
+            None => return Err(FsError::BadHandle),
+        }
+        h.dirty = true;
+        h.written += data.len() as u64;
+        Ok(data.len() as u32)
+    }
+
+    async fn flush(&self, fh: FileHandle) -> FsResult<Attr> {
+        let handle = self.handle(fh)?;
+        let mut h = handle.lock().await;
+        if h.user != self.user {
+            return Err(FsError::BadHandle);
+        }
+        if !h.dirty {
+            return match h.node {
+                Some(id) => self.read_attr(id).await,
+                None => Err(FsError::BadHandle),
+            };
+        }
+        if let Some(expected) = h.expected {
+            if h.written != expected {
+                return Err(FsError::Incomplete {
+                    expected,
+                    written: h.written,
+                });
+            }
+        }
+        if h.staging.is_none() && !h.truncated {
+            self.ensure_staging(&mut h).await?;
+        }
+        let (content, size) = self.materialize(h.staging.take()).await?;
+        let (user, name, target, deferred) =
+            (self.user, self.name.clone(), h.node, h.deferred.clone());
+        let new_content = content.clone();
+        let result = self
+            .storage
+            .db(move |s| {
+                s.write(|tx| commit_content(tx, user, &name, target, deferred, new_content, size))
+            })
+            .await;
+        let (id, rec, dead) = match result {
+            Ok(r) => r,
+            Err(e) => {
+                if let Content::Blob(b) = content {
+                    self.storage.remove_blobs(vec![b]).await;
+                }
+                return Err(e);
+            }
+        };
+        self.storage.remove_blobs(dead).await;
+        h.base = self.storage.base_of(&rec.content).await?;
+        h.base_size = rec.size;
+        h.node = Some(id);
+        h.deferred = None;
+        h.dirty = false;
+        h.truncated = false;
+        h.allowance = rec.size;
+        Ok(attr_of(id, &rec))
+    }
+
+    async fn release(&self, fh: FileHandle) -> FsResult<()> {
+        let handle = self.handle(fh)?;
+        if handle.lock().await.user != self.user {
+            return Err(FsError::BadHandle);
+        }
+        self.storage.handles().remove(&fh.0);
+        Ok(())
+    }
+
+    async fn handle_attr(&self, fh: FileHandle) -> FsResult<Attr> {
+        let handle = self.handle(fh)?;
+        let h = handle.lock().await;
+        if h.user != self.user {
+            return Err(FsError::BadHandle);
+        }
+        let size = match &h.staging {
+            Some(s) => s.len(),
+            None if h.truncated => 0,
+            None => h.base_size,
+        };
+        let mut attr = match h.node {
+            Some(id) => self.read_attr(id).await?,
+            None => {
+                let now = SystemTime::now();
+                Attr {
+                    id: NodeId(0),
+                    kind: NodeKind::File,
+                    size: 0,
+                    mtime: now,
+                    ctime: now,
+                    version: 0,
+                    read_only: false,
+                }
+            }
+        };
+        attr.size = size;
+        Ok(attr)
+    }
+
+    async fn mkdir(&self, parent: NodeId, name: &str) -> FsResult<Attr> {
+        check_name(name)?;
+        let (user, name) = (self.user, name.to_owned());
+        self.storage
+            .db(move |s| {
+                s.write(|tx| {
+                    dir_of!(tx, parent.0, user);
+                    if tx.child(parent.0, &name)?.is_some() {
+                        return Err(FsError::Exists);
+                    }
+                    let (id, rec) = new_node(tx, user, parent.0, &name, Kind::Dir)?;
+                    Ok(attr_of(id, &rec))
+                })
+            })
+            .await
+    }
+
+    async fn unlink(&self, parent: NodeId, name: &str) -> FsResult<()> {
+        let (user, name) = (self.user, name.to_owned());
+        let dead = self
+            .storage
+            .db(move |s| {
+                s.write(|tx| {
+                    dir_of!(tx, parent.0, user);
+                    let id = tx.child(parent.0, &name)?.ok_or(FsError::NotFound)?;
+                    let rec = node_of!(tx, id, user)?;
+                    if rec.kind == Kind::Dir {
+                        return Err(FsError::IsADirectory);
+                    }
+                    Ok(remove_node(tx, user, id, &rec)?)
+                })
+            })
+            .await?;
+        self.storage.remove_blobs(dead.into_iter().collect()).await;
+        Ok(())
+    }
+
+    async fn rmdir(&self, parent: NodeId, name: &str) -> FsResult<()> {
+        if self.is_fixed(parent.0, name) {
+            return Err(FsError::PermissionDenied);
+        }
+        let (user, name) = (self.user, name.to_owned());
+        self.storage
+            .db(move |s| {
+                s.write(|tx| {
+                    dir_of!(tx, parent.0, user);
+                    let id = tx.child(parent.0, &name)?.ok_or(FsError::NotFound)?;
+                    let rec = node_of!(tx, id, user)?;
+                    if rec.kind != Kind::Dir {
+                        return Err(FsError::NotADirectory);
+                    }
+                    if tx.has_children(id)? {
+                        return Err(FsError::NotEmpty);
+                    }
+                    remove_node(tx, user, id, &rec)?;
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    async fn rename(
+        &self,
+        parent: NodeId,
+        name: &str,
+        new_parent: NodeId,
+        new_name: &str,
+        opts: RenameOptions,
+    ) -> FsResult<()> {
+        check_name(new_name)?;
+        if self.is_fixed(parent.0, name) || self.is_fixed(new_parent.0, new_name) {
+            return Err(FsError::PermissionDenied);
+        }
+        let (user, root) = (self.user, self.root);
+        let (name, new_name) = (name.to_owned(), new_name.to_owned());
+        let dead = self
+            .storage
+            .db(move |s| {
+                s.write(|tx| {
+                    dir_of!(tx, parent.0, user);
+                    dir_of!(tx, new_parent.0, user);
+                    let id = tx.child(parent.0, &name)?.ok_or(FsError::NotFound)?;
+                    let mut rec = node_of!(tx, id, user)?;
+                    if rec.kind == Kind::Dir {
+                        // Refuse moving a folder below itself.
+                        let mut p = new_parent.0;
+                        loop {
+                            if p == id {
+                                return Err(FsError::MoveIntoItself);
+                            }
+                            if p == root {
+                                break;
+                            }
+                            p = node_of!(tx, p, user)?.parent;
+                        }
+                    }
+                    let mut dead = None;
+                    if let Some(target) = tx.child(new_parent.0, &new_name)? {
+                        if target == id {
+                            return Ok(None);
+                        }
+                        if opts.no_replace {
+                            return Err(FsError::Exists);
+                        }
+                        let t = node_of!(tx, target, user)?;
+                        match (rec.kind, t.kind) {
+                            (Kind::Dir, Kind::File) => return Err(FsError::NotADirectory),
+                            (Kind::File, Kind::Dir) => return Err(FsError::IsADirectory),
+                            (Kind::Dir, Kind::Dir) if tx.has_children(target)? => {
+                                return Err(FsError::NotEmpty)
+                            }
+                            _ => {}
+                        }
+                        dead = remove_node(tx, user, target, &t)?;
+                    }
+                    let now = now_nanos();
+                    tx.unlink(parent.0, &name)?;
+                    tx.link(new_parent.0, &new_name, id)?;
+                    rec.parent = new_parent.0;
+                    rec.name = new_name.clone();
+                    rec.ctime = now;
+                    tx.put_node(id, &rec)?;
+                    touch(tx, parent.0, now)?;
+                    if new_parent != parent {
+                        touch(tx, new_parent.0, now)?;
+                    }
+                    Ok(dead)
+                })
+            })
+            .await?;
+        self.storage.remove_blobs(dead.into_iter().collect()).await;
+        Ok(())
+    }
+
+    async fn copy(&self, node: NodeId, new_parent: NodeId, new_name: &str) -> FsResult<Attr> {
+        check_name(new_name)?;
+        let (user, uname, new_name) = (self.user, self.name.clone(), new_name.to_owned());
+        self.storage
+            .db(move |s| {
+                s.write(|tx| {
+                    let src = node_of!(tx, node.0, user)?;
+                    if src.kind == Kind::Dir {
+                        return Err(FsError::IsADirectory);
+                    }
+                    dir_of!(tx, new_parent.0, user);
+                    if tx.child(new_parent.0, &new_name)?.is_some() {
+                        return Err(FsError::Exists);
+                    }
+                    let (used, nodes) = tx.usage(user)?;
+                    check_quota(tx, &uname, used, 0, src.size)?;
+                    if let Content::Blob(b) = src.content {
+                        tx.add_blob_ref(b, 1)?;
+                    }
+                    let id = tx.next_id("node")?;
+                    let now = now_nanos();
+                    let rec = NodeRec {
+                        parent: new_parent.0,
+                        name: new_name.clone(),
+                        ctime: now,
+                        version: 1,
+                        ..src
+                    };
+                    tx.put_node(id, &rec)?;
+                    tx.link(new_parent.0, &new_name, id)?;
+                    for (k, v) in tx.xattrs(node.0)? {
+                        tx.set_xattr(id, &k, Some(&v))?;
+                    }
+                    tx.set_usage(user, used + rec.size, nodes + 1)?;
+                    touch(tx, new_parent.0, now)?;
+                    Ok(attr_of(id, &rec))
+                })
+            })
+            .await
+    }
+
+    async fn setattr(&self, node: NodeId, changes: SetAttr) -> FsResult<Attr> {
+        let mut attr = self.read_attr(node.0).await?;
+        if let Some(size) = changes.size {
+            if attr.is_dir() {
+                return Err(FsError::IsADirectory);
+            }
+            let opts = OpenOptions {
+                write: true,
+                ..Default::default()
+            };
+            let fh = self.open(node, opts).await?;
+            let result = async {
+                let handle = self.handle(fh)?;
+                {
+                    let mut h = handle.lock().await;
+                    self.ensure_staging(&mut h).await?;
+                    self.check_space(h.base_size, size).await?;
+                    self.resize_staging(&mut h, size).await?;
+                    h.allowance = size;
+                }
+                self.flush(fh).await
+            }
+            .await;
+            self.release(fh).await?;
+            attr = result?;
+        }
+        if let Some(mtime) = changes.mtime {
+            let user = self.user;
+            attr = self
+                .storage
+                .db(move |s| {
+                    s.write(|tx| {
+                        let mut rec = node_of!(tx, node.0, user)?;
+                        rec.mtime = to_nanos(mtime);
+                        rec.ctime = now_nanos();
+                        tx.put_node(node.0, &rec)?;
+                        Ok(attr_of(node.0, &rec))
+                    })
+                })
+                .await?;
+        }
+        Ok(attr)
+    }
+
+    async fn usage(&self) -> FsResult<Usage> {
+        let (user, name) = (self.user, self.name.clone());
+        let ((used, nodes), quota) = self
+            .storage
+            .db(move |s| {
+                s.read(|tx| {
+                    let quota = tx.user(&name)?.ok_or(FsError::PermissionDenied)?.quota;
+                    Ok((tx.usage(user)?, quota))
+                })
+            })
+            .await?;
+        let blobs = self.storage.blobs.clone();
+        let free = blocking(move || Ok(blobs.free_space()?)).await?;
+        let available = quota.map_or(free, |q| q.saturating_sub(used).min(free));
+        Ok(Usage {
+            used,
+            limit: quota,
+            available,
+            nodes,
+        })
+    }
+
+    async fn xattrs(&self, node: NodeId) -> FsResult<Vec<(String, Vec<u8>)>> {
+        let user = self.user;
+        self.storage
+            .db(move |s| {
+                s.read(|tx| {
+                    node_of!(tx, node.0, user)?;
+                    Ok(tx.xattrs(node.0)?)
+                })
+            })
+            .await
+    }
+
+    async fn set_xattrs(&self, node: NodeId, changes: Vec<XattrChange>) -> FsResult<()> {
+        let user = self.user;
+        self.storage
+            .db(move |s| {
+                s.write(|tx| {
+                    let mut rec = node_of!(tx, node.0, user)?;
+                    for c in &changes {
+                        tx.set_xattr(node.0, &c.name, c.value.as_deref())?;
+                    }
+                    rec.ctime = now_nanos();
+                    tx.put_node(node.0, &rec)?;
+                    Ok(())
+                })
+            })
+            .await
+    }
+}
+
+fn check_quota(tx: &WriteTx, user_name: &str, used: u64, old: u64, new: u64) -> FsResult<()> {
+    if new <= old {
+        return Ok(());
+    }
+    let quota = tx.user(user_name)?.ok_or(FsError::PermissionDenied)?.quota;
+    match quota {
+        Some(q) if used.saturating_sub(old).saturating_add(new) > q => Err(FsError::QuotaExceeded),
+        _ => Ok(()),
+    }
+}
+
+/// Updates a folder's times after a change of its entries.
+fn touch(tx: &WriteTx, dir: u64, now: i64) -> Result<(), StoreError> {
+    if let Some(mut rec) = tx.node(dir)? {
+        rec.mtime = now;
+        rec.ctime = now;
+        tx.put_node(dir, &rec)?;
+    }
+    Ok(())
+}
+
+/// Creates an empty file or folder and links it.
+pub(crate) fn new_node(
+    tx: &WriteTx,
+    user: u64,
+    parent: u64,
+    name: &str,
+    kind: Kind,
+) -> Result<(u64, NodeRec), StoreError> {
+    let id = tx.next_id("node")?;
+    let now = now_nanos();
+    let rec = NodeRec {
+        owner: user,
+        parent,
+        name: name.to_owned(),
+        kind,
+        size: 0,
+        mtime: now,
+        ctime: now,
+        version: 1,
+        content: Content::empty(),
+    };
+    tx.put_node(id, &rec)?;
+    if parent != 0 {
+        tx.link(parent, name, id)?;
+        touch(tx, parent, now)?;
+    }
+    let (used, nodes) = tx.usage(user)?;
+    tx.set_usage(user, used, nodes + 1)?;
+    Ok((id, rec))
+}
+
+/// Unlinks and deletes one node (a file or an empty folder), keeping usage right.
+pub(crate) fn remove_node(
+    tx: &WriteTx,
+    user: u64,
+    id: u64,
+    rec: &NodeRec,
+) -> Result<Option<BlobId>, StoreError> {
+    tx.unlink(rec.parent, &rec.name)?;
+    tx.remove_node(id)?;
+    touch(tx, rec.parent, now_nanos())?;
+    let (used, nodes) = tx.usage(user)?;
+    tx.set_usage(user, used.saturating_sub(rec.size), nodes.saturating_sub(1))?;
+    release_content(tx, &rec.content)
+}
+
+/// The write transaction of `flush`: links a deferred file, swaps in the new content.
+fn commit_content(
+    tx: &WriteTx,
+    user: u64,
+    user_name: &str,
+    target: Option<u64>,
+    deferred: Option<(u64, String)>,
+    content: Content,
+    size: u64,
+) -> FsResult<(u64, NodeRec, Vec<BlobId>)> {
+    let id = match (target, deferred) {
+        (Some(id), _) => id,
+        (None, Some((parent, name))) => {
+            dir_of!(tx, parent, user);
+            match tx.child(parent, &name)? {
+                Some(id) => {
+                    // Someone took the name meanwhile: an upload replaces a file, as a later
+                    // PUT would.
+                    if node_of!(tx, id, user)?.kind == Kind::Dir {
+                        return Err(FsError::IsADirectory);
+                    }
+                    id
+                }
+                None => new_node(tx, user, parent, &name, Kind::File)?.0,
+            }
+        }
+        (None, None) => return Err(FsError::BadHandle),
+    };
+    let mut rec = node_of!(tx, id, user)?;
+    let (used, nodes) = tx.usage(user)?;
+    check_quota(tx, user_name, used, rec.size, size)?;
+    let mut dead = Vec::new();
+    dead.extend(release_content(tx, &rec.content)?);
+    if let Content::Blob(b) = content {
+        tx.add_blob_ref(b, 1)?;
+    }
+    let now = now_nanos();
+    tx.set_usage(user, used.saturating_sub(rec.size) + size, nodes)?;
+    rec.content = content;
+    rec.size = size;
+    rec.mtime = now;
+    rec.ctime = now;
+    rec.version += 1;
+    tx.put_node(id, &rec)?;
+    Ok((id, rec, dead))
+}

@@ -1,0 +1,16 @@
+//! torrentdrive: a self-hosted, multi-user cloud drive that fetches torrents.
+//!
+//! Layers, from the bottom: [`store`] (metadata in redb) and [`blob`] (file contents),
+//! [`drive`] (the `Drive` of one user over both), [`users`], then [`api`] and [`control`]
+//! (management), [`server`] (HTTP front ends) and [`cli`].
+
+pub mod api;
+pub mod blob;
+pub mod cli;
+pub mod control;
+pub mod drive;
+pub mod server;
+pub mod service;
+pub mod size;
+pub mod store;
+pub mod users;
