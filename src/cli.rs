@@ -51,8 +51,8 @@ enum UserCommand {
         #[command(flatten)]
         password: PasswordArgs,
         /// Storage limit, e.g. 500G, 2T, 1.5TB, or `none` (the default).
-        #[arg(long, value_parser = parse_size)]
-        quota: Option<Option<u64>>,
+        #[arg(long, value_parser = parse_limit)]
+        quota: Option<Limit>,
     },
     /// List users with their quota and usage.
     List,
@@ -67,9 +67,17 @@ enum UserCommand {
     /// Set a user's storage limit (e.g. 500G, or `none`).
     Quota {
         name: String,
-        #[arg(value_parser = parse_size)]
-        size: Option<u64>,
+        #[arg(value_parser = parse_limit)]
+        size: Limit,
     },
+}
+
+/// A storage limit; `None` is unlimited.
+#[derive(Clone, Copy)]
+struct Limit(Option<u64>);
+
+fn parse_limit(text: &str) -> Result<Limit, String> {
+    parse_size(text).map(Limit)
 }
 
 fn read_password(args: &PasswordArgs, name: &str) -> anyhow::Result<String> {
@@ -118,7 +126,7 @@ fn run_user(data: &Path, cmd: UserCommand) -> anyhow::Result<()> {
         } => Request::UserAdd {
             password: read_password(&password, &name)?,
             name,
-            quota: quota.flatten(),
+            quota: quota.and_then(|l| l.0),
         },
         UserCommand::List => Request::UserList,
         UserCommand::Passwd { name, password } => Request::UserPasswd {
@@ -126,7 +134,10 @@ fn run_user(data: &Path, cmd: UserCommand) -> anyhow::Result<()> {
             name,
         },
         UserCommand::Remove { name } => Request::UserRemove { name },
-        UserCommand::Quota { name, size } => Request::UserQuota { name, quota: size },
+        UserCommand::Quota { name, size } => Request::UserQuota {
+            name,
+            quota: size.0,
+        },
     };
     match call(data, req)? {
         Reply::Done => Ok(()),

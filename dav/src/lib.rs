@@ -18,6 +18,7 @@ use base64::Engine;
 use bytes::Buf;
 pub use dav_server::body::Body;
 use dav_server::memls::MemLs;
+use dav_server::davpath::{DavPath, ParseError};
 use dav_server::DavHandler;
 use http::{header, Request, Response, StatusCode};
 use torrentdrive_fs::Drive;
@@ -82,6 +83,11 @@ impl WebDav {
         D: Buf + Send + 'static,
         E: StdError + Send + Sync + 'static,
     {
+        if let Some(status) = self.bad_path(req.uri().path()) {
+            let mut res = Response::new(Body::from("invalid path\n"));
+            *res.status_mut() = status;
+            return res;
+        }
         let Some((user, password)) = basic_credentials(&req) else {
             return unauthorized();
         };
@@ -95,6 +101,23 @@ impl WebDav {
         let handler = self.handler_for(&user);
         let creds = DavUser::new(user.clone(), drive);
         handler.handle_guarded(req, user, creds).await
+    }
+}
+
+impl WebDav {
+    /// Refuses request paths that don't stay below the prefix once `.`, `..` and escapes
+    /// are resolved (dav-server would answer 502 for some of them).
+    fn bad_path(&self, path: &str) -> Option<StatusCode> {
+        match DavPath::new(path) {
+            Err(ParseError::ForbiddenPath) => Some(StatusCode::FORBIDDEN),
+            Err(_) => Some(StatusCode::BAD_REQUEST),
+            Ok(p) => {
+                let p = p.as_bytes();
+                let inside = p.strip_prefix(self.prefix.as_bytes())
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with(b"/"));
+                (!inside).then_some(StatusCode::FORBIDDEN)
+            }
+        }
     }
 }
 
