@@ -59,9 +59,10 @@ impl Api {
                 quota,
             } => self.users.add(&name, &password, quota).map(|_| Reply::Done),
             Request::UserList => self.users.list().map(|users| Reply::Users { users }),
-            Request::UserPasswd { name, password } => {
-                self.users.set_password(&name, &password).map(|()| Reply::Done)
-            }
+            Request::UserPasswd { name, password } => self
+                .users
+                .set_password(&name, &password)
+                .map(|()| Reply::Done),
             Request::UserRemove { name } => self.users.remove(&name).map(|()| {
                 if let Some(hook) = &self.on_removed {
                     hook(&name);

@@ -83,7 +83,9 @@ impl LocalBlobStore {
     }
 
     fn new_staging(&self) -> io::Result<(File, PathBuf)> {
-        let path = self.tmp.join(format!("{:032x}.part", rand::random::<u128>()));
+        let path = self
+            .tmp
+            .join(format!("{:032x}.part", rand::random::<u128>()));
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -179,12 +181,20 @@ mod tests {
         staged.file().write_all_at(b"hello", 0).expect("write");
         let id = store.commit(staged).expect("commit");
         let mut buf = [0u8; 5];
-        store.open(id).expect("open").read_at(&mut buf, 0).expect("read");
+        store
+            .open(id)
+            .expect("open")
+            .read_at(&mut buf, 0)
+            .expect("read");
         assert_eq!(&buf, b"hello");
         let copy = store.stage_copy(id).expect("copy");
         copy.file().write_all_at(b"J", 0).expect("write");
         let id2 = store.commit(copy).expect("commit");
-        store.open(id2).expect("open").read_at(&mut buf, 0).expect("read");
+        store
+            .open(id2)
+            .expect("open")
+            .read_at(&mut buf, 0)
+            .expect("read");
         assert_eq!(&buf, b"Jello");
         // Dropped staging leaves no temp file.
         drop(store.stage().expect("stage"));

@@ -14,10 +14,19 @@ use crate::service::{OpenError, Service};
 use crate::size::{format_size, parse_size};
 
 #[derive(Parser)]
-#[command(name = "torrentdrive", version, about = "A self-hosted, multi-user cloud drive that fetches torrents")]
+#[command(
+    name = "torrentdrive",
+    version,
+    about = "A self-hosted, multi-user cloud drive that fetches torrents"
+)]
 pub struct Cli {
     /// Where everything is stored.
-    #[arg(long, global = true, env = "TORRENTDRIVE_DATA", default_value = "./data")]
+    #[arg(
+        long,
+        global = true,
+        env = "TORRENTDRIVE_DATA",
+        default_value = "./data"
+    )]
     data: PathBuf,
     #[command(subcommand)]
     command: Command,
@@ -142,7 +151,10 @@ fn run_user(data: &Path, cmd: UserCommand) -> anyhow::Result<()> {
     match call(data, req)? {
         Reply::Done => Ok(()),
         Reply::Users { users } => {
-            println!("{:<24} {:>12} {:>12} {:>8}", "USER", "USED", "QUOTA", "FILES");
+            println!(
+                "{:<24} {:>12} {:>12} {:>8}",
+                "USER", "USED", "QUOTA", "FILES"
+            );
             for u in users {
                 println!(
                     "{:<24} {:>12} {:>12} {:>8}",

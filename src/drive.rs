@@ -193,7 +193,10 @@ impl Storage {
 }
 
 /// Drops a node's claim on its content; returns a blob that nothing references any more.
-pub(crate) fn release_content(tx: &WriteTx, content: &Content) -> Result<Option<BlobId>, StoreError> {
+pub(crate) fn release_content(
+    tx: &WriteTx,
+    content: &Content,
+) -> Result<Option<BlobId>, StoreError> {
     match content {
         Content::Blob(id) if tx.add_blob_ref(*id, -1)? == 0 => Ok(Some(*id)),
         _ => Ok(None),

@@ -69,8 +69,10 @@ async fn route(webdav: Arc<WebDav>, req: Request<Incoming>) -> Result<Response<B
         // The web page takes `/` later; until then, point browsers at the drive.
         let mut res = Response::new(Body::from("see /dav/\n"));
         *res.status_mut() = StatusCode::FOUND;
-        res.headers_mut()
-            .insert(hyper::header::LOCATION, hyper::header::HeaderValue::from_static("/dav/"));
+        res.headers_mut().insert(
+            hyper::header::LOCATION,
+            hyper::header::HeaderValue::from_static("/dav/"),
+        );
         res
     } else {
         let mut res = Response::new(Body::from("not found\n"));
@@ -107,7 +109,12 @@ pub async fn serve(service: Service, opts: ServeOptions) -> anyhow::Result<()> {
         );
     }
 
-    let webdav = Arc::new(WebDav::new(Arc::new(UserAuth { users: users.clone() }), "/dav"));
+    let webdav = Arc::new(WebDav::new(
+        Arc::new(UserAuth {
+            users: users.clone(),
+        }),
+        "/dav",
+    ));
     let forget = webdav.clone();
     let api = Arc::new(Api::new(
         users.clone(),
@@ -156,10 +163,12 @@ pub async fn serve(service: Service, opts: ServeOptions) -> anyhow::Result<()> {
     drop(listener);
     control_task.abort();
     let _ = std::fs::remove_file(&socket);
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("requests still running after {DRAIN_TIMEOUT:?}; stopping anyway");
     }
     tracing::info!("stopped");
     Ok(())
 }
-

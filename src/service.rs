@@ -14,7 +14,10 @@ pub const DB_NAME: &str = "meta.redb";
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     #[error("data dir {path}: {source}")]
-    DataDir { path: PathBuf, source: std::io::Error },
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("another torrentdrive process is using {0}")]
     InUse(PathBuf),
     #[error(transparent)]

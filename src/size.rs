@@ -24,7 +24,11 @@ pub fn parse_size(text: &str) -> Result<Option<u64>, String> {
         "MB" => 1_000_000,
         "GB" => 1_000_000_000,
         "TB" => 1_000_000_000_000,
-        _ => return Err(format!("unknown unit in `{text}` (use K, M, G, T, KB, MB, GB, TB)")),
+        _ => {
+            return Err(format!(
+                "unknown unit in `{text}` (use K, M, G, T, KB, MB, GB, TB)"
+            ))
+        }
     };
     let bytes = number * factor as f64;
     if !bytes.is_finite() || bytes >= u64::MAX as f64 {

@@ -245,7 +245,9 @@ impl WriteTx {
     read_methods!();
 
     pub fn put_node(&self, id: u64, rec: &NodeRec) -> StoreResult<()> {
-        self.0.open_table(NODES)?.insert(id, encode(rec).as_slice())?;
+        self.0
+            .open_table(NODES)?
+            .insert(id, encode(rec).as_slice())?;
         Ok(())
     }
 
@@ -405,6 +407,9 @@ mod tests {
                 Ok(())
             })
             .expect("read");
-        assert_eq!(from_nanos(to_nanos(UNIX_EPOCH - Duration::from_secs(3))), UNIX_EPOCH - Duration::from_secs(3));
+        assert_eq!(
+            from_nanos(to_nanos(UNIX_EPOCH - Duration::from_secs(3))),
+            UNIX_EPOCH - Duration::from_secs(3)
+        );
     }
 }

@@ -9,7 +9,11 @@ fn stdout(o: &std::process::Output) -> String {
 }
 
 fn mode(path: &std::path::Path) -> u32 {
-    std::fs::metadata(path).expect("metadata").permissions().mode() & 0o777
+    std::fs::metadata(path)
+        .expect("metadata")
+        .permissions()
+        .mode()
+        & 0o777
 }
 
 #[test]
@@ -18,27 +22,55 @@ fn users_without_a_daemon() {
     let data = dir.path().join("data");
     let ok = |args: &[&str], stdin: Option<&str>| {
         let o = cli(&data, args, stdin);
-        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         stdout(&o)
     };
-    ok(&["user", "add", "alice", "--password-stdin", "--quota", "10G"], Some("alice-password"));
-    ok(&["user", "add", "bob", "--password-stdin"], Some("bob-password"));
+    ok(
+        &["user", "add", "alice", "--password-stdin", "--quota", "10G"],
+        Some("alice-password"),
+    );
+    ok(
+        &["user", "add", "bob", "--password-stdin"],
+        Some("bob-password"),
+    );
     let list = ok(&["user", "list"], None);
-    assert!(list.contains("alice") && list.contains("10.0 GiB"), "{list}");
+    assert!(
+        list.contains("alice") && list.contains("10.0 GiB"),
+        "{list}"
+    );
     assert!(list.contains("bob") && list.contains("none"), "{list}");
     ok(&["user", "quota", "bob", "500M"], None);
     assert!(ok(&["user", "list"], None).contains("500.0 MiB"));
-    ok(&["user", "passwd", "bob", "--password-stdin"], Some("new-bob-password"));
+    ok(
+        &["user", "passwd", "bob", "--password-stdin"],
+        Some("new-bob-password"),
+    );
     ok(&["user", "remove", "alice"], None);
     assert!(!ok(&["user", "list"], None).contains("alice"));
 
     // Clear errors.
-    let o = cli(&data, &["user", "add", "bob", "--password-stdin"], Some("whatever-pw"));
+    let o = cli(
+        &data,
+        &["user", "add", "bob", "--password-stdin"],
+        Some("whatever-pw"),
+    );
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("already exists"));
-    let o = cli(&data, &["user", "add", "../x", "--password-stdin"], Some("whatever-pw"));
+    let o = cli(
+        &data,
+        &["user", "add", "../x", "--password-stdin"],
+        Some("whatever-pw"),
+    );
     assert!(String::from_utf8_lossy(&o.stderr).contains("invalid user name"));
-    let o = cli(&data, &["user", "add", "carol", "--password-stdin"], Some("short"));
+    let o = cli(
+        &data,
+        &["user", "add", "carol", "--password-stdin"],
+        Some("short"),
+    );
     assert!(String::from_utf8_lossy(&o.stderr).contains("at least 8"));
     let o = cli(&data, &["user", "quota", "bob", "lots"], None);
     assert!(!o.status.success());
@@ -69,17 +101,38 @@ fn users_through_the_running_daemon() {
     let list = stdout(&o);
     assert!(list.contains("admin") && list.contains("carol"), "{list}");
     if have("curl") {
-        let (code, _) = curl(&["-u", "carol:carol-password", "--data-binary", "x", "-X", "PUT", &server.url("/f")]);
+        let (code, _) = curl(&[
+            "-u",
+            "carol:carol-password",
+            "--data-binary",
+            "x",
+            "-X",
+            "PUT",
+            &server.url("/f"),
+        ]);
         assert_eq!(code, 201);
         let admin = creds("admin", &server.admin_password);
         assert_eq!(curl(&["-u", &admin, &server.url("/")]).0, 200);
-        let o = server.cli(&["user", "passwd", "carol", "--password-stdin"], Some("carol-password-2"));
+        let o = server.cli(
+            &["user", "passwd", "carol", "--password-stdin"],
+            Some("carol-password-2"),
+        );
         assert!(o.status.success());
-        assert_eq!(curl(&["-u", "carol:carol-password", &server.url("/f")]).0, 401, "old password");
-        assert_eq!(curl(&["-u", "carol:carol-password-2", &server.url("/f")]).0, 200);
+        assert_eq!(
+            curl(&["-u", "carol:carol-password", &server.url("/f")]).0,
+            401,
+            "old password"
+        );
+        assert_eq!(
+            curl(&["-u", "carol:carol-password-2", &server.url("/f")]).0,
+            200
+        );
         let o = server.cli(&["user", "remove", "carol"], None);
         assert!(o.status.success());
-        assert_eq!(curl(&["-u", "carol:carol-password-2", &server.url("/f")]).0, 401);
+        assert_eq!(
+            curl(&["-u", "carol:carol-password-2", &server.url("/f")]).0,
+            401
+        );
     }
 
     // SIGTERM: a clean stop, the socket is gone, and the CLI works on its own again.
@@ -103,7 +156,13 @@ fn committed_uploads_survive_kill_9() {
     for i in 0..20 {
         let file = dir.path().join(format!("f{i}"));
         std::fs::write(&file, format!("file {i}").repeat(i * 1000 + 1)).expect("write");
-        let (code, _) = curl(&["-u", &u, "-T", file.to_str().expect("path"), &server.url(&format!("/f{i}"))]);
+        let (code, _) = curl(&[
+            "-u",
+            &u,
+            "-T",
+            file.to_str().expect("path"),
+            &server.url(&format!("/f{i}")),
+        ]);
         assert_eq!(code, 201);
     }
     server.stop(libc::SIGKILL);

@@ -22,7 +22,11 @@ fn davfs2_mount_copy_list_remove() {
     std::fs::write(&secrets, format!("{} d davfs-password\n", server.url("/"))).expect("secrets");
     std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     let conf = work.path().join("davfs2.conf");
-    std::fs::write(&conf, format!("secrets {}\ndelay_upload 0\n", secrets.display())).expect("conf");
+    std::fs::write(
+        &conf,
+        format!("secrets {}\ndelay_upload 0\n", secrets.display()),
+    )
+    .expect("conf");
     let mnt = work.path().join("mnt");
     std::fs::create_dir(&mnt).expect("mkdir");
     let out = Command::new("mount.davfs")
@@ -51,15 +55,31 @@ fn davfs2_mount_copy_list_remove() {
     let data: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
     let src = work.path().join("source.bin");
     std::fs::write(&src, &data).expect("write");
-    let status = Command::new("cp").arg(&src).arg(mnt.join("Downloads/copied.bin")).status().expect("cp");
+    let status = Command::new("cp")
+        .arg(&src)
+        .arg(mnt.join("Downloads/copied.bin"))
+        .status()
+        .expect("cp");
     assert!(status.success());
     std::fs::create_dir(mnt.join("folder")).expect("mkdir on the mount");
     // `ls` of the file (stat through the mount).
-    let ls = Command::new("ls").arg("-l").arg(mnt.join("Downloads/copied.bin")).output().expect("ls");
-    assert!(ls.status.success(), "{}", String::from_utf8_lossy(&ls.stderr));
+    let ls = Command::new("ls")
+        .arg("-l")
+        .arg(mnt.join("Downloads/copied.bin"))
+        .output()
+        .expect("ls");
+    assert!(
+        ls.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ls.stderr)
+    );
     assert!(String::from_utf8_lossy(&ls.stdout).contains("200000"));
     // The server has the bytes.
-    let (code, body) = curl(&["-u", "d:davfs-password", &server.url("/Downloads/copied.bin")]);
+    let (code, body) = curl(&[
+        "-u",
+        "d:davfs-password",
+        &server.url("/Downloads/copied.bin"),
+    ]);
     assert_eq!(code, 200);
     assert!(body == data, "uploaded bytes differ");
     // Listing a folder. davfs2 1.6.1 on kernels >= 6.x answers readdir with EINVAL for every
@@ -78,7 +98,12 @@ fn davfs2_mount_copy_list_remove() {
     std::fs::remove_file(mnt.join("Downloads/copied.bin")).expect("rm");
     std::fs::remove_dir(mnt.join("folder")).expect("rmdir");
     drop(guard);
-    let (code, _) = curl(&["-u", "d:davfs-password", "-I", &server.url("/Downloads/copied.bin")]);
+    let (code, _) = curl(&[
+        "-u",
+        "d:davfs-password",
+        "-I",
+        &server.url("/Downloads/copied.bin"),
+    ]);
     assert_eq!(code, 404, "rm through the mount removed the file");
     let (code, _) = curl(&["-u", "d:davfs-password", "-I", &server.url("/folder/")]);
     assert_eq!(code, 404);

@@ -24,7 +24,10 @@ fn litmus_passes_for_two_users_at_once() {
     let (a, b) = (server.url("/"), server.url("/"));
     let alice = std::thread::spawn(move || run_litmus(a, "alice", "alice-password"));
     let bob = std::thread::spawn(move || run_litmus(b, "bob", "bob-password"));
-    for (who, report) in [("alice", alice.join().expect("alice")), ("bob", bob.join().expect("bob"))] {
+    for (who, report) in [
+        ("alice", alice.join().expect("alice")),
+        ("bob", bob.join().expect("bob")),
+    ] {
         for suite in ["basic", "copymove", "props", "locks", "http"] {
             let line = report
                 .lines()

@@ -15,7 +15,11 @@ fn tree_hashes(root: &Path) -> Vec<(String, String)> {
             if path.is_dir() {
                 stack.push(path);
             } else {
-                let rel = path.strip_prefix(root).expect("prefix").to_string_lossy().into_owned();
+                let rel = path
+                    .strip_prefix(root)
+                    .expect("prefix")
+                    .to_string_lossy()
+                    .into_owned();
                 let data = std::fs::read(&path).expect("read");
                 out.push((rel, blake3_hex(&data)));
             }
@@ -40,7 +44,9 @@ fn rclone_copies_a_tree_up_and_back() {
     let src = work.path().join("src");
     // 300 files in nested folders, sizes from empty to 3 MiB, names with spaces and unicode.
     for i in 0..300u32 {
-        let dir = src.join(format!("dir {}", i % 7)).join(format!("sub-ü{}", i % 3));
+        let dir = src
+            .join(format!("dir {}", i % 7))
+            .join(format!("sub-ü{}", i % 3));
         std::fs::create_dir_all(&dir).expect("mkdir");
         let len = match i % 10 {
             0 => 0,
@@ -72,7 +78,11 @@ fn rclone_copies_a_tree_up_and_back() {
             .args(args)
             .output()
             .expect("rclone");
-        assert!(out.status.success(), "rclone {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "rclone {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
     let back = work.path().join("back");
     rclone(&["copy", src.to_str().expect("path"), "td:tree"]);
@@ -81,7 +91,12 @@ fn rclone_copies_a_tree_up_and_back() {
     assert_eq!(a.len(), 300);
     assert_eq!(a, b);
     // A second copy finds nothing to do; a check compares sizes and times.
-    rclone(&["check", src.to_str().expect("path"), "td:tree", "--size-only"]);
+    rclone(&[
+        "check",
+        src.to_str().expect("path"),
+        "td:tree",
+        "--size-only",
+    ]);
     rclone(&["purge", "td:tree"]);
     let out = Command::new("rclone")
         .arg("--config")

@@ -55,29 +55,60 @@ fn put_get_ranges_and_conditions() {
     let (code, body) = curl(&["-u", &u, "-r", "0-9,100-109", &url]);
     assert_eq!(code, 206);
     let text = String::from_utf8_lossy(&body);
-    assert!(text.contains("Content-Range: bytes 0-9/300000"), "multipart: {text}");
+    assert!(
+        text.contains("Content-Range: bytes 0-9/300000"),
+        "multipart: {text}"
+    );
     assert!(text.contains("Content-Range: bytes 100-109/300000"));
     let (code, _) = curl(&["-u", &u, "-r", "400000-", &url]);
     assert_eq!(code, 416);
 
     // If-Range with the current ETag gives the range, with a stale one the whole file.
-    let (code, _) = curl(&["-u", &u, "-r", "0-9", "-H", &format!("If-Range: {etag}"), &url]);
+    let (code, _) = curl(&[
+        "-u",
+        &u,
+        "-r",
+        "0-9",
+        "-H",
+        &format!("If-Range: {etag}"),
+        &url,
+    ]);
     assert_eq!(code, 206);
     let (code, body) = curl(&["-u", &u, "-r", "0-9", "-H", "If-Range: \"stale\"", &url]);
     assert_eq!((code, body.len()), (200, data.len()));
     // Conditional GET and PUT.
     let (code, _) = curl(&["-u", &u, "-H", &format!("If-None-Match: {etag}"), &url]);
     assert_eq!(code, 304);
-    let (code, _) = curl(&["-u", &u, "-H", "If-Match: \"stale\"", "-T", "/dev/null", &url]);
+    let (code, _) = curl(&[
+        "-u",
+        &u,
+        "-H",
+        "If-Match: \"stale\"",
+        "-T",
+        "/dev/null",
+        &url,
+    ]);
     assert_eq!(code, 412);
     let (code, _) = curl(&["-u", &u, "-H", "If-None-Match: *", "-T", "/dev/null", &url]);
     assert_eq!(code, 412);
-    let (code, _) = curl(&["-u", &u, "-H", &format!("If-Match: {etag}"), "-T", "/dev/null", &url]);
+    let (code, _) = curl(&[
+        "-u",
+        &u,
+        "-H",
+        &format!("If-Match: {etag}"),
+        "-T",
+        "/dev/null",
+        &url,
+    ]);
     assert_eq!(code, 204);
     let (code, head) = curl(&["-u", &u, "-I", &url]);
     assert_eq!(code, 200);
     let head = String::from_utf8_lossy(&head).into_owned();
-    assert_ne!(header(&head, "etag"), Some(etag.as_str()), "ETag changes with content");
+    assert_ne!(
+        header(&head, "etag"),
+        Some(etag.as_str()),
+        "ETag changes with content"
+    );
 }
 
 #[test]
@@ -86,33 +117,80 @@ fn propfind_depths_quota_and_listing() {
     s.cli(&["user", "quota", "u", "1M"], None);
     let (code, _) = curl(&["-u", &u, "-X", "MKCOL", &s.url("/dir")]);
     assert_eq!(code, 201);
-    let (code, _) = curl(&["-u", &u, "--data-binary", "hello", "-X", "PUT", &s.url("/dir/a.txt")]);
+    let (code, _) = curl(&[
+        "-u",
+        &u,
+        "--data-binary",
+        "hello",
+        "-X",
+        "PUT",
+        &s.url("/dir/a.txt"),
+    ]);
     assert_eq!(code, 201);
 
     let (code, body) = curl(&["-u", &u, "-X", "PROPFIND", "-H", "Depth: 1", &s.url("/")]);
     assert_eq!(code, 207);
     let body = String::from_utf8_lossy(&body);
     for href in ["/dav/", "/dav/Add/", "/dav/Downloads/", "/dav/dir/"] {
-        assert!(body.contains(&format!("<D:href>{href}</D:href>")), "{href} in {body}");
+        assert!(
+            body.contains(&format!("<D:href>{href}</D:href>")),
+            "{href} in {body}"
+        );
     }
     assert!(!body.contains("a.txt"), "depth 1 only");
-    let (code, body) = curl(&["-u", &u, "-X", "PROPFIND", "-H", "Depth: 0", &s.url("/dir/")]);
+    let (code, body) = curl(&[
+        "-u",
+        &u,
+        "-X",
+        "PROPFIND",
+        "-H",
+        "Depth: 0",
+        &s.url("/dir/"),
+    ]);
     assert_eq!(code, 207);
-    assert_eq!(String::from_utf8_lossy(&body).matches("<D:response>").count(), 1);
-    let (code, body) = curl(&["-u", &u, "-X", "PROPFIND", "-H", "Depth: infinity", &s.url("/")]);
+    assert_eq!(
+        String::from_utf8_lossy(&body)
+            .matches("<D:response>")
+            .count(),
+        1
+    );
+    let (code, body) = curl(&[
+        "-u",
+        &u,
+        "-X",
+        "PROPFIND",
+        "-H",
+        "Depth: infinity",
+        &s.url("/"),
+    ]);
     assert_eq!(code, 403);
     assert!(String::from_utf8_lossy(&body).contains("propfind-finite-depth"));
 
     // RFC 4331 quota on every collection, for this user.
     let query = r#"<?xml version="1.0"?><D:propfind xmlns:D="DAV:"><D:prop><D:quota-used-bytes/><D:quota-available-bytes/></D:prop></D:propfind>"#;
     for path in ["/", "/dir/", "/Downloads/"] {
-        let (code, body) =
-            curl(&["-u", &u, "-X", "PROPFIND", "-H", "Depth: 0", "--data", query, &s.url(path)]);
+        let (code, body) = curl(&[
+            "-u",
+            &u,
+            "-X",
+            "PROPFIND",
+            "-H",
+            "Depth: 0",
+            "--data",
+            query,
+            &s.url(path),
+        ]);
         assert_eq!(code, 207);
         let body = String::from_utf8_lossy(&body);
-        assert!(body.contains("<D:quota-used-bytes>5</D:quota-used-bytes>"), "{path}: {body}");
         assert!(
-            body.contains(&format!("<D:quota-available-bytes>{}</D:quota-available-bytes>", (1 << 20) - 5)),
+            body.contains("<D:quota-used-bytes>5</D:quota-used-bytes>"),
+            "{path}: {body}"
+        );
+        assert!(
+            body.contains(&format!(
+                "<D:quota-available-bytes>{}</D:quota-available-bytes>",
+                (1 << 20) - 5
+            )),
             "{path}: {body}"
         );
     }
@@ -124,9 +202,27 @@ fn propfind_depths_quota_and_listing() {
     assert!(body.contains("<html") && body.contains("a.txt"), "{body}");
 
     // Malformed XML: 400, and the server keeps serving.
-    let (code, _) = curl(&["-u", &u, "-X", "PROPFIND", "-H", "Depth: 0", "--data", "<D:propfind xmlns:D=\"DAV:\"><D:prop>", &s.url("/")]);
+    let (code, _) = curl(&[
+        "-u",
+        &u,
+        "-X",
+        "PROPFIND",
+        "-H",
+        "Depth: 0",
+        "--data",
+        "<D:propfind xmlns:D=\"DAV:\"><D:prop>",
+        &s.url("/"),
+    ]);
     assert_eq!(code, 400);
-    let (code, _) = curl(&["-u", &u, "-X", "PROPPATCH", "--data", "<<<not xml", &s.url("/dir/a.txt")]);
+    let (code, _) = curl(&[
+        "-u",
+        &u,
+        "-X",
+        "PROPPATCH",
+        "--data",
+        "<<<not xml",
+        &s.url("/dir/a.txt"),
+    ]);
     assert_eq!(code, 400);
     let (code, _) = curl(&["-u", &u, "-X", "PROPFIND", "-H", "Depth: 0", &s.url("/")]);
     assert_eq!(code, 207);
@@ -136,7 +232,15 @@ fn propfind_depths_quota_and_listing() {
 fn auth_and_isolation() {
     let Some((s, u)) = setup() else { return };
     s.add_user("other", "other-password", None);
-    let (code, _) = curl(&["--data-binary", "mine", "-u", &u, "-X", "PUT", &s.url("/secret.txt")]);
+    let (code, _) = curl(&[
+        "--data-binary",
+        "mine",
+        "-u",
+        &u,
+        "-X",
+        "PUT",
+        &s.url("/secret.txt"),
+    ]);
     assert_eq!(code, 201);
     let (c1, b1) = curl(&["-u", "u:wrong-password", &s.url("/")]);
     let (c2, b2) = curl(&["-u", "nobody:wrong-password", &s.url("/")]);
@@ -180,7 +284,15 @@ fn hostile_paths_never_escape() {
     assert!(!String::from_utf8_lossy(&body).contains("root:"));
     // MOVE to a destination outside the drive.
     curl(&["-u", &u, "--data-binary", "x", "-X", "PUT", &s.url("/f")]);
-    let (code, _) = curl(&["-u", &u, "-X", "MOVE", "-H", &format!("Destination: http://{}/etc/f", s.addr), &s.url("/f")]);
+    let (code, _) = curl(&[
+        "-u",
+        &u,
+        "-X",
+        "MOVE",
+        "-H",
+        &format!("Destination: http://{}/etc/f", s.addr),
+        &s.url("/f"),
+    ]);
     assert!(code >= 400, "MOVE out of the drive: {code}");
     let (code, _) = curl(&["-u", &u, &s.url("/f")]);
     assert_eq!(code, 200);
@@ -195,13 +307,29 @@ fn over_quota_and_dropped_uploads_leave_nothing() {
     std::fs::write(&big, vec![1u8; 150_000]).expect("write");
     let (code, _) = curl(&["-u", &u, "-T", big.to_str().expect("path"), &s.url("/big")]);
     assert_eq!(code, 507, "announced size over quota");
-    let (code, _) = curl(&["-u", &u, "-H", "Transfer-Encoding: chunked", "-T", big.to_str().expect("path"), &s.url("/big")]);
+    let (code, _) = curl(&[
+        "-u",
+        &u,
+        "-H",
+        "Transfer-Encoding: chunked",
+        "-T",
+        big.to_str().expect("path"),
+        &s.url("/big"),
+    ]);
     assert_eq!(code, 507, "streamed past the quota");
     let (code, _) = curl(&["-u", &u, "-I", &s.url("/big")]);
     assert_eq!(code, 404, "nothing partial left");
 
     // An overwrite that fails keeps the old version.
-    let (code, _) = curl(&["-u", &u, "--data-binary", "old version", "-X", "PUT", &s.url("/keep")]);
+    let (code, _) = curl(&[
+        "-u",
+        &u,
+        "--data-binary",
+        "old version",
+        "-X",
+        "PUT",
+        &s.url("/keep"),
+    ]);
     assert_eq!(code, 201);
     let (code, _) = curl(&["-u", &u, "-T", big.to_str().expect("path"), &s.url("/keep")]);
     assert_eq!(code, 507);
@@ -235,7 +363,10 @@ mod base64_free {
         let b = s.as_bytes();
         let mut out = String::new();
         for chunk in b.chunks(3) {
-            let n = chunk.iter().enumerate().fold(0u32, |n, (i, &c)| n | (c as u32) << (16 - 8 * i));
+            let n = chunk
+                .iter()
+                .enumerate()
+                .fold(0u32, |n, (i, &c)| n | (c as u32) << (16 - 8 * i));
             for i in 0..4 {
                 if i <= chunk.len() {
                     out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
@@ -268,8 +399,14 @@ fn large_transfers_keep_memory_flat() {
         .arg(format!("curl -s -f -u {u} {} | wc -c", s.url("/big.bin")))
         .output()
         .expect("download");
-    assert_eq!(String::from_utf8_lossy(&down.stdout).trim(), SIZE.to_string());
+    assert_eq!(
+        String::from_utf8_lossy(&down.stdout).trim(),
+        SIZE.to_string()
+    );
     let after = s.peak_rss_kib();
     eprintln!("daemon peak RSS: {before} KiB before, {after} KiB after 1 GiB up and down");
-    assert!(after < before + 64 * 1024, "RSS grew from {before} to {after} KiB");
+    assert!(
+        after < before + 64 * 1024,
+        "RSS grew from {before} to {after} KiB"
+    );
 }

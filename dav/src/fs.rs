@@ -5,8 +5,8 @@ use std::time::SystemTime;
 
 use dav_server::davpath::DavPath;
 use dav_server::fs::{
-    DavDirEntry, DavFile, DavMetaData, DavProp, FsError as DavError, FsFuture, FsResult,
-    FsStream, GuardedFileSystem, OpenOptions as DavOpenOptions, ReadDirMeta,
+    DavDirEntry, DavFile, DavMetaData, DavProp, FsError as DavError, FsFuture, FsResult, FsStream,
+    GuardedFileSystem, OpenOptions as DavOpenOptions, ReadDirMeta,
 };
 use futures_util::FutureExt;
 use http::StatusCode;
@@ -269,7 +269,12 @@ impl GuardedFileSystem<DavUser> for DriveFs {
         .boxed()
     }
 
-    fn copy<'a>(&'a self, from: &'a DavPath, to: &'a DavPath, user: &'a DavUser) -> FsFuture<'a, ()> {
+    fn copy<'a>(
+        &'a self,
+        from: &'a DavPath,
+        to: &'a DavPath,
+        user: &'a DavUser,
+    ) -> FsFuture<'a, ()> {
         async move {
             let src = resolve(user, from).await?;
             let (new_parent, new_name) = resolve_parent(user, to).await?;

@@ -17,8 +17,8 @@ use async_trait::async_trait;
 use base64::Engine;
 use bytes::Buf;
 pub use dav_server::body::Body;
-use dav_server::memls::MemLs;
 use dav_server::davpath::{DavPath, ParseError};
+use dav_server::memls::MemLs;
 use dav_server::DavHandler;
 use http::{header, Request, Response, StatusCode};
 use torrentdrive_fs::Drive;
@@ -113,7 +113,8 @@ impl WebDav {
             Err(_) => Some(StatusCode::BAD_REQUEST),
             Ok(p) => {
                 let p = p.as_bytes();
-                let inside = p.strip_prefix(self.prefix.as_bytes())
+                let inside = p
+                    .strip_prefix(self.prefix.as_bytes())
                     .is_some_and(|rest| rest.is_empty() || rest.starts_with(b"/"));
                 (!inside).then_some(StatusCode::FORBIDDEN)
             }

@@ -28,13 +28,7 @@ pub(crate) fn patch(patch: Vec<(bool, DavProp)>) -> (Vec<XattrChange>, Vec<(Stat
             name: key(&prop.namespace, &prop.name),
             value,
         });
-        result.push((
-            StatusCode::OK,
-            DavProp {
-                xml: None,
-                ..prop
-            },
-        ));
+        result.push((StatusCode::OK, DavProp { xml: None, ..prop }));
     }
     (changes, result)
 }

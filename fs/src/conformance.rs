@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::{
-    Attr, CreateOptions, Drive, FileHandle, FsError, NodeId, NodeKind, OpenOptions,
-    RenameOptions, SetAttr, XattrChange,
+    Attr, CreateOptions, Drive, FileHandle, FsError, NodeId, NodeKind, OpenOptions, RenameOptions,
+    SetAttr, XattrChange,
 };
 
 type Case<D> = fn(Arc<D>, NodeId) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -82,7 +82,10 @@ async fn put(d: &impl Drive, dir: NodeId, name: &str, data: &[u8]) -> Attr {
         .await
         .expect("create");
     if !data.is_empty() {
-        assert_eq!(d.write(fh, 0, data).await.expect("write"), data.len() as u32);
+        assert_eq!(
+            d.write(fh, 0, data).await.expect("write"),
+            data.len() as u32
+        );
     }
     let attr = d.flush(fh).await.expect("flush");
     d.release(fh).await.expect("release");
@@ -173,7 +176,11 @@ async fn overwrite_is_atomic<D: Drive>(d: Arc<D>, dir: NodeId) {
     };
     let fh = d.open(a.id, opts).await.expect("open for write");
     d.write(fh, 0, b"new").await.expect("write");
-    assert_eq!(get(&*d, a.id).await, b"old content", "uncommitted writes are invisible");
+    assert_eq!(
+        get(&*d, a.id).await,
+        b"old content",
+        "uncommitted writes are invisible"
+    );
     assert_eq!(d.read(fh, 0, 100).await.expect("read own").as_ref(), b"new");
     d.flush(fh).await.expect("flush");
     assert_eq!(get(&*d, a.id).await, b"new");
@@ -271,14 +278,28 @@ async fn quota_is_enforced<D: Drive>(d: Arc<D>, dir: NodeId) {
         .await
         .expect("create");
     d.write(fh, 0, &vec![1; half]).await.expect("fits exactly");
-    assert_eq!(d.write(fh, half as u64, b"x").await, Err(FsError::QuotaExceeded));
+    assert_eq!(
+        d.write(fh, half as u64, b"x").await,
+        Err(FsError::QuotaExceeded)
+    );
     d.flush(fh).await.expect("flush what fits");
     d.release(fh).await.expect("release");
     assert_eq!(d.usage().await.expect("usage").used, TEST_QUOTA);
     assert_eq!(d.usage().await.expect("usage").available, 0);
-    assert_eq!(d.copy(a.id, dir, "copy").await.map(|_| ()), Err(FsError::QuotaExceeded));
     assert_eq!(
-        d.setattr(a.id, SetAttr { size: Some(half as u64 + 1), mtime: None }).await.map(|_| ()),
+        d.copy(a.id, dir, "copy").await.map(|_| ()),
+        Err(FsError::QuotaExceeded)
+    );
+    assert_eq!(
+        d.setattr(
+            a.id,
+            SetAttr {
+                size: Some(half as u64 + 1),
+                mtime: None
+            }
+        )
+        .await
+        .map(|_| ()),
         Err(FsError::QuotaExceeded)
     );
     // Replacing a file by a smaller one is always allowed.
@@ -292,9 +313,15 @@ async fn usage_follows_changes<D: Drive>(d: Arc<D>, dir: NodeId) {
     assert_eq!(d.usage().await.expect("usage").used, base + 1000);
     d.copy(a.id, dir, "b").await.expect("copy");
     assert_eq!(d.usage().await.expect("usage").used, base + 2000);
-    d.setattr(a.id, SetAttr { size: Some(10), mtime: None })
-        .await
-        .expect("truncate");
+    d.setattr(
+        a.id,
+        SetAttr {
+            size: Some(10),
+            mtime: None,
+        },
+    )
+    .await
+    .expect("truncate");
     assert_eq!(d.usage().await.expect("usage").used, base + 1010);
     d.rename(dir, "a", dir, "b", RenameOptions::default())
         .await
@@ -317,7 +344,10 @@ async fn folders<D: Drive>(d: Arc<D>, dir: NodeId) {
     d.rmdir(dir, "sub").await.expect("rmdir");
     assert_eq!(d.lookup(dir, "sub").await, Err(FsError::NotFound));
     assert_eq!(d.getattr(sub.id).await, Err(FsError::NotFound));
-    assert_eq!(d.open(dir, OpenOptions::default()).await, Err(FsError::IsADirectory));
+    assert_eq!(
+        d.open(dir, OpenOptions::default()).await,
+        Err(FsError::IsADirectory)
+    );
 }
 
 async fn removal_errors<D: Drive>(d: Arc<D>, dir: NodeId) {
@@ -328,7 +358,10 @@ async fn removal_errors<D: Drive>(d: Arc<D>, dir: NodeId) {
     assert_eq!(d.unlink(dir, "missing").await, Err(FsError::NotFound));
     assert_eq!(d.rmdir(dir, "missing").await, Err(FsError::NotFound));
     assert_eq!(d.lookup(f.id, "x").await, Err(FsError::NotADirectory));
-    assert_eq!(d.mkdir(f.id, "x").await.map(|_| ()), Err(FsError::NotADirectory));
+    assert_eq!(
+        d.mkdir(f.id, "x").await.map(|_| ()),
+        Err(FsError::NotADirectory)
+    );
     assert_eq!(d.list(f.id).await.map(|_| ()), Err(FsError::NotADirectory));
 }
 
@@ -382,12 +415,30 @@ async fn rename_refusals<D: Drive>(d: Arc<D>, dir: NodeId) {
     let full = d.mkdir(dir, "full").await.expect("mkdir");
     put(&*d, full.id, "x", b"x").await;
     let r = RenameOptions::default();
-    assert_eq!(d.rename(dir, "a", inner.id, "a", r).await, Err(FsError::MoveIntoItself));
-    assert_eq!(d.rename(dir, "a", a.id, "a", r).await, Err(FsError::MoveIntoItself));
-    assert_eq!(d.rename(dir, "a", dir, "f", r).await, Err(FsError::NotADirectory));
-    assert_eq!(d.rename(dir, "f", dir, "a", r).await, Err(FsError::IsADirectory));
-    assert_eq!(d.rename(dir, "a", dir, "full", r).await, Err(FsError::NotEmpty));
-    assert_eq!(d.rename(dir, "nope", dir, "x", r).await, Err(FsError::NotFound));
+    assert_eq!(
+        d.rename(dir, "a", inner.id, "a", r).await,
+        Err(FsError::MoveIntoItself)
+    );
+    assert_eq!(
+        d.rename(dir, "a", a.id, "a", r).await,
+        Err(FsError::MoveIntoItself)
+    );
+    assert_eq!(
+        d.rename(dir, "a", dir, "f", r).await,
+        Err(FsError::NotADirectory)
+    );
+    assert_eq!(
+        d.rename(dir, "f", dir, "a", r).await,
+        Err(FsError::IsADirectory)
+    );
+    assert_eq!(
+        d.rename(dir, "a", dir, "full", r).await,
+        Err(FsError::NotEmpty)
+    );
+    assert_eq!(
+        d.rename(dir, "nope", dir, "x", r).await,
+        Err(FsError::NotFound)
+    );
     assert_eq!(names(&*d, dir).await, vec!["a", "f", "full"]);
 }
 
@@ -406,14 +457,19 @@ async fn names_are_checked<D: Drive>(d: Arc<D>, dir: NodeId) {
             "create {bad:?}"
         );
     }
-    assert_eq!(d.mkdir(dir, &long).await.map(|_| ()), Err(FsError::NameTooLong));
+    assert_eq!(
+        d.mkdir(dir, &long).await.map(|_| ()),
+        Err(FsError::NameTooLong)
+    );
     put(&*d, dir, "ok", b"x").await;
     assert!(matches!(
-        d.rename(dir, "ok", dir, "a/b", RenameOptions::default()).await,
+        d.rename(dir, "ok", dir, "a/b", RenameOptions::default())
+            .await,
         Err(FsError::InvalidName(_))
     ));
     assert_eq!(
-        d.rename(dir, "ok", dir, &long, RenameOptions::default()).await,
+        d.rename(dir, "ok", dir, &long, RenameOptions::default())
+            .await,
         Err(FsError::NameTooLong)
     );
     let max = "m".repeat(255);
@@ -437,34 +493,69 @@ async fn copy_is_independent<D: Drive>(d: Arc<D>, dir: NodeId) {
     assert_ne!(a.id, b.id);
     assert_eq!(b.size, 8);
     assert_eq!(get(&*d, b.id).await, b"original");
-    assert_eq!(d.xattrs(b.id).await.expect("xattrs"), vec![("k".into(), b"v".to_vec())]);
+    assert_eq!(
+        d.xattrs(b.id).await.expect("xattrs"),
+        vec![("k".into(), b"v".to_vec())]
+    );
     put(&*d, dir, "a", b"changed").await;
     assert_eq!(get(&*d, b.id).await, b"original");
-    assert_eq!(d.copy(a.id, dir, "b").await.map(|_| ()), Err(FsError::Exists));
-    assert_eq!(d.copy(dir, dir, "c").await.map(|_| ()), Err(FsError::IsADirectory));
+    assert_eq!(
+        d.copy(a.id, dir, "b").await.map(|_| ()),
+        Err(FsError::Exists)
+    );
+    assert_eq!(
+        d.copy(dir, dir, "c").await.map(|_| ()),
+        Err(FsError::IsADirectory)
+    );
 }
 
 async fn setattr_truncates_and_extends<D: Drive>(d: Arc<D>, dir: NodeId) {
     let a = put(&*d, dir, "a", b"0123456789").await;
     let t = d
-        .setattr(a.id, SetAttr { size: Some(4), mtime: None })
+        .setattr(
+            a.id,
+            SetAttr {
+                size: Some(4),
+                mtime: None,
+            },
+        )
         .await
         .expect("truncate");
     assert_eq!(t.size, 4);
     assert_eq!(get(&*d, a.id).await, b"0123");
-    d.setattr(a.id, SetAttr { size: Some(6), mtime: None })
-        .await
-        .expect("extend");
+    d.setattr(
+        a.id,
+        SetAttr {
+            size: Some(6),
+            mtime: None,
+        },
+    )
+    .await
+    .expect("extend");
     assert_eq!(get(&*d, a.id).await, b"0123\0\0");
     let when = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
     let m = d
-        .setattr(a.id, SetAttr { size: None, mtime: Some(when) })
+        .setattr(
+            a.id,
+            SetAttr {
+                size: None,
+                mtime: Some(when),
+            },
+        )
         .await
         .expect("mtime");
     assert_eq!(m.mtime, when);
     assert_eq!(d.getattr(a.id).await.expect("getattr").mtime, when);
     assert_eq!(
-        d.setattr(dir, SetAttr { size: Some(0), mtime: None }).await.map(|_| ()),
+        d.setattr(
+            dir,
+            SetAttr {
+                size: Some(0),
+                mtime: None
+            }
+        )
+        .await
+        .map(|_| ()),
         Err(FsError::IsADirectory)
     );
 }
@@ -484,7 +575,10 @@ async fn xattrs_round_trip<D: Drive>(d: Arc<D>, dir: NodeId) {
     d.set_xattrs(dir, vec![set("a", None), set("b", Some(b"3"))])
         .await
         .expect("change");
-    assert_eq!(d.xattrs(dir).await.expect("get"), vec![("b".into(), b"3".to_vec())]);
+    assert_eq!(
+        d.xattrs(dir).await.expect("get"),
+        vec![("b".into(), b"3".to_vec())]
+    );
     let f = put(&*d, dir, "f", b"x").await;
     assert!(d.xattrs(f.id).await.expect("none").is_empty());
     d.unlink(dir, "f").await.expect("unlink");
@@ -497,7 +591,10 @@ async fn list_is_sorted_with_attrs<D: Drive>(d: Arc<D>, dir: NodeId) {
     }
     d.mkdir(dir, "d").await.expect("mkdir");
     let list = d.list(dir).await.expect("list");
-    let got: Vec<_> = list.iter().map(|e| (e.name.as_str(), e.attr.kind, e.attr.size)).collect();
+    let got: Vec<_> = list
+        .iter()
+        .map(|e| (e.name.as_str(), e.attr.kind, e.attr.size))
+        .collect();
     assert_eq!(
         got,
         vec![
@@ -513,8 +610,17 @@ async fn resolve_walks_paths<D: Drive>(d: Arc<D>, dir: NodeId) {
     let sub = d.mkdir(dir, "sub").await.expect("mkdir");
     let f = put(&*d, sub.id, "f", b"x").await;
     assert_eq!(d.resolve(&[]).await.expect("root").id, d.root());
-    assert_eq!(d.resolve(&["conformance", "sub", "f"]).await.expect("resolve").id, f.id);
-    assert_eq!(d.resolve(&["conformance", "nope"]).await, Err(FsError::NotFound));
+    assert_eq!(
+        d.resolve(&["conformance", "sub", "f"])
+            .await
+            .expect("resolve")
+            .id,
+        f.id
+    );
+    assert_eq!(
+        d.resolve(&["conformance", "nope"]).await,
+        Err(FsError::NotFound)
+    );
     assert_eq!(
         d.resolve(&["conformance", "sub", "f", "x"]).await,
         Err(FsError::NotADirectory)

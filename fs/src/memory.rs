@@ -262,7 +262,11 @@ impl Drive for MemoryDrive {
             (false, _) => (n.data.clone(), false),
         };
         if let Some(expected) = opts.expected_size.filter(|_| opts.write) {
-            let base = if opts.truncate { 0 } else { n.data.len() as u64 };
+            let base = if opts.truncate {
+                0
+            } else {
+                n.data.len() as u64
+            };
             if !fits(st.used, st.limit, n.data.len() as u64, base.max(expected)) {
                 return Err(FsError::QuotaExceeded);
             }
@@ -334,7 +338,9 @@ impl Drive for MemoryDrive {
     async fn read(&self, fh: FileHandle, offset: u64, len: u32) -> FsResult<Bytes> {
         let st = self.state();
         let data = &st.handle(fh)?.data;
-        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(data.len());
+        let start = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(data.len());
         let end = start.saturating_add(len as usize).min(data.len());
         Ok(Bytes::copy_from_slice(&data[start..end]))
     }
@@ -584,9 +590,7 @@ impl Drive for MemoryDrive {
         Ok(Usage {
             used: st.used,
             limit: st.limit,
-            available: st
-                .limit
-                .map_or(u64::MAX / 2, |l| l.saturating_sub(st.used)),
+            available: st.limit.map_or(u64::MAX / 2, |l| l.saturating_sub(st.used)),
             nodes: st.nodes.len() as u64,
         })
     }

@@ -21,7 +21,9 @@ pub fn check_name(name: &str) -> FsResult<()> {
         return Err(FsError::InvalidName("a name can't contain '/'"));
     }
     if name.chars().any(char::is_control) {
-        return Err(FsError::InvalidName("a name can't contain control characters"));
+        return Err(FsError::InvalidName(
+            "a name can't contain control characters",
+        ));
     }
     Ok(())
 }
@@ -56,7 +58,15 @@ mod tests {
         assert_eq!(check_name(&"x".repeat(256)), Err(FsError::NameTooLong));
         assert!(check_name(&"é".repeat(127)).is_ok());
         assert_eq!(check_name(&"é".repeat(128)), Err(FsError::NameTooLong));
-        for good in ["a", "...", "a b", "Ünïcödé", "a\\b", ".hidden", "日本語.mkv"] {
+        for good in [
+            "a",
+            "...",
+            "a b",
+            "Ünïcödé",
+            "a\\b",
+            ".hidden",
+            "日本語.mkv",
+        ] {
             assert!(check_name(good).is_ok(), "{good:?} refused");
         }
     }

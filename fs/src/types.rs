@@ -39,9 +39,19 @@ impl Attr {
         self.kind == NodeKind::Dir
     }
 
-    /// A strong entity tag for HTTP: changes whenever the content does.
+    /// A strong entity tag for HTTP: changes whenever a file's content or a folder's
+    /// entries do.
     pub fn etag(&self) -> String {
-        format!("{:x}-{:x}-{:x}", self.id.0, self.version, self.size)
+        match self.kind {
+            NodeKind::File => format!("{:x}-{:x}-{:x}", self.id.0, self.version, self.size),
+            NodeKind::Dir => {
+                let nanos = self
+                    .mtime
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos());
+                format!("{:x}-d{:x}", self.id.0, nanos)
+            }
+        }
     }
 }
 

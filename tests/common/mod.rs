@@ -66,7 +66,10 @@ impl Server {
             .expect("start torrentdrive");
         let deadline = Instant::now() + Duration::from_secs(30);
         while TcpStream::connect(addr).is_err() {
-            assert!(Instant::now() < deadline, "torrentdrive did not start listening");
+            assert!(
+                Instant::now() < deadline,
+                "torrentdrive did not start listening"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         let admin_password = std::fs::read_to_string(data.join("admin-password"))
@@ -97,7 +100,11 @@ impl Server {
             args.extend(["--quota", q]);
         }
         let out = self.cli(&args, Some(password));
-        assert!(out.status.success(), "user add: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "user add: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// Peak resident memory of the daemon, in KiB.
@@ -162,7 +169,10 @@ pub fn curl(args: &[&str]) -> (u16, Vec<u8>) {
         .expect("run curl");
     let mut body = out.stdout;
     let split = body.iter().rposition(|&b| b == b'\n').expect("status line");
-    let status = String::from_utf8_lossy(&body[split + 1..]).trim().parse().unwrap_or(0);
+    let status = String::from_utf8_lossy(&body[split + 1..])
+        .trim()
+        .parse()
+        .unwrap_or(0);
     body.truncate(split);
     (status, body)
 }
