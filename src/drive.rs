@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -19,7 +19,8 @@ use torrentdrive_fs::{
 
 use crate::blob::{BlobId, BlobReader, BlobStore, Staged};
 use crate::store::{
-    from_nanos, now_nanos, to_nanos, Content, Kind, NodeRec, Store, StoreError, UserRec, WriteTx,
+    from_nanos, now_nanos, to_nanos, Content, Kind, NodeRec, ReadTx, Store, StoreError, UserRec,
+    WriteTx,
 };
 
 /// Content up to this size is stored in the metadata record instead of a blob.
@@ -35,7 +36,12 @@ pub struct Storage {
     blobs: Arc<dyn BlobStore>,
     handles: Mutex<HashMap<u64, Arc<AsyncMutex<Handle>>>>,
     next_handle: AtomicU64,
+    /// Free space of the blob store and when it was measured: every write checks it.
+    free: Mutex<Option<(Instant, u64)>>,
 }
+
+/// How long a free-space reading is trusted.
+const FREE_SPACE_TTL: Duration = Duration::from_millis(500);
 
 /// The committed content a handle reads when it has no staged content.
 #[derive(Clone)]
@@ -93,6 +99,7 @@ fn attr_of(id: u64, rec: &NodeRec) -> Attr {
         ctime: from_nanos(rec.ctime),
         version: rec.version,
         read_only: false,
+        has_xattrs: rec.has_xattrs,
     }
 }
 
@@ -124,7 +131,21 @@ impl Storage {
             blobs,
             handles: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
+            free: Mutex::new(None),
         })
+    }
+
+    /// Bytes free for new content, re-measured at most every `FREE_SPACE_TTL`.
+    pub fn free_space(&self) -> FsResult<u64> {
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        match *free {
+            Some((at, bytes)) if at.elapsed() < FREE_SPACE_TTL => Ok(bytes),
+            _ => {
+                let bytes = self.blobs.free_space()?;
+                *free = Some((Instant::now(), bytes));
+                Ok(bytes)
+            }
+        }
     }
 
     pub fn store(&self) -> &Arc<Store> {
@@ -145,7 +166,13 @@ impl Storage {
         }
     }
 
-    /// Runs `f` on the metadata store off the async threads.
+    /// Reads the metadata store. Inline: a read is a few B-tree lookups, cheaper than a hop
+    /// to a blocking thread.
+    fn read<T>(&self, f: impl FnOnce(&ReadTx) -> FsResult<T>) -> FsResult<T> {
+        self.store.read(f)
+    }
+
+    /// Runs `f` on the metadata store off the async threads (writes wait for fsync).
     async fn db<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Store) -> FsResult<T> + Send + 'static,
@@ -255,13 +282,10 @@ impl UserDrive {
     async fn limits(&self) -> FsResult<(u64, Option<u64>)> {
         let (user, name) = (self.user, self.name.clone());
         self.storage
-            .db(move |s| {
-                s.read(|tx| {
+            .read(|tx| {
                     let quota = tx.user(&name)?.ok_or(FsError::PermissionDenied)?.quota;
                     Ok((tx.usage(user)?.0, quota))
-                })
             })
-            .await
     }
 
     /// Fails unless `new` bytes in place of `old` fit the quota and the disk.
@@ -275,9 +299,7 @@ impl UserDrive {
                 return Err(FsError::QuotaExceeded);
             }
         }
-        let blobs = self.storage.blobs.clone();
-        let free = blocking(move || Ok(blobs.free_space()?)).await?;
-        if new - old > free {
+        if new - old > self.storage.free_space()? {
             return Err(FsError::NoSpace);
         }
         Ok(())
@@ -379,8 +401,7 @@ impl UserDrive {
     async fn read_attr(&self, id: u64) -> FsResult<Attr> {
         let user = self.user;
         self.storage
-            .db(move |s| s.read(|tx| Ok(attr_of(id, &node_of!(tx, id, user)?))))
-            .await
+            .read(|tx| Ok(attr_of(id, &node_of!(tx, id, user)?)))
     }
 }
 
@@ -395,14 +416,11 @@ impl Drive for UserDrive {
     async fn lookup(&self, parent: NodeId, name: &str) -> FsResult<Attr> {
         let (user, name) = (self.user, name.to_owned());
         self.storage
-            .db(move |s| {
-                s.read(|tx| {
+            .read(|tx| {
                     dir_of!(tx, parent.0, user);
                     let id = tx.child(parent.0, &name)?.ok_or(FsError::NotFound)?;
                     Ok(attr_of(id, &node_of!(tx, id, user)?))
-                })
             })
-            .await
     }
 
     async fn getattr(&self, node: NodeId) -> FsResult<Attr> {
@@ -412,8 +430,7 @@ impl Drive for UserDrive {
     async fn list(&self, dir: NodeId) -> FsResult<Vec<DirEntry>> {
         let user = self.user;
         self.storage
-            .db(move |s| {
-                s.read(|tx| {
+            .read(|tx| {
                     dir_of!(tx, dir.0, user);
                     let mut out = Vec::new();
                     for (name, id) in tx.children(dir.0)? {
@@ -424,17 +441,14 @@ impl Drive for UserDrive {
                         });
                     }
                     Ok(out)
-                })
             })
-            .await
     }
 
     async fn resolve(&self, names: &[&str]) -> FsResult<Attr> {
         let (user, root) = (self.user, self.root);
         let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
         self.storage
-            .db(move |s| {
-                s.read(|tx| {
+            .read(|tx| {
                     let mut id = root;
                     let mut rec = node_of!(tx, id, user)?;
                     for name in &names {
@@ -445,17 +459,14 @@ impl Drive for UserDrive {
                         rec = node_of!(tx, id, user)?;
                     }
                     Ok(attr_of(id, &rec))
-                })
             })
-            .await
     }
 
     async fn open(&self, node: NodeId, opts: OpenOptions) -> FsResult<FileHandle> {
         let user = self.user;
         let rec = self
             .storage
-            .db(move |s| s.read(|tx| node_of!(tx, node.0, user)))
-            .await?;
+            .read(|tx| node_of!(tx, node.0, user))?;
         if rec.kind == Kind::Dir {
             return Err(FsError::IsADirectory);
         }
@@ -490,16 +501,13 @@ impl Drive for UserDrive {
         let (user, owned_name) = (self.user, name.to_owned());
         let existing = self
             .storage
-            .db(move |s| {
-                s.read(|tx| {
+            .read(|tx| {
                     dir_of!(tx, parent.0, user);
                     match tx.child(parent.0, &owned_name)? {
                         Some(id) => Ok(Some((id, node_of!(tx, id, user)?))),
                         None => Ok(None),
                     }
-                })
-            })
-            .await?;
+            })?;
         let old = match &existing {
             Some(_) if opts.exclusive => return Err(FsError::Exists),
             Some((_, rec)) if rec.kind == Kind::Dir => return Err(FsError::IsADirectory),
@@ -512,18 +520,11 @@ impl Drive for UserDrive {
         let now = SystemTime::now();
         let (node, deferred, attr) = match existing {
             Some((id, rec)) => (Some(id), None, attr_of(id, &rec)),
-            None if opts.deferred => {
-                let attr = Attr {
-                    id: NodeId(0),
-                    kind: NodeKind::File,
-                    size: 0,
-                    mtime: now,
-                    ctime: now,
-                    version: 0,
-                    read_only: false,
-                };
-                (None, Some((parent.0, name.to_owned())), attr)
-            }
+            None if opts.deferred => (
+                None,
+                Some((parent.0, name.to_owned())),
+                Attr::uncommitted_file(now),
+            ),
             None => {
                 let name = name.to_owned();
                 let (id, rec) = self
@@ -724,18 +725,7 @@ impl Drive for UserDrive {
         };
         let mut attr = match h.node {
             Some(id) => self.read_attr(id).await?,
-            None => {
-                let now = SystemTime::now();
-                Attr {
-                    id: NodeId(0),
-                    kind: NodeKind::File,
-                    size: 0,
-                    mtime: now,
-                    ctime: now,
-                    version: 0,
-                    read_only: false,
-                }
-            }
+            None => Attr::uncommitted_file(SystemTime::now()),
         };
         attr.size = size;
         Ok(attr)
@@ -964,15 +954,11 @@ impl Drive for UserDrive {
         let (user, name) = (self.user, self.name.clone());
         let ((used, nodes), quota) = self
             .storage
-            .db(move |s| {
-                s.read(|tx| {
+            .read(|tx| {
                     let quota = tx.user(&name)?.ok_or(FsError::PermissionDenied)?.quota;
                     Ok((tx.usage(user)?, quota))
-                })
-            })
-            .await?;
-        let blobs = self.storage.blobs.clone();
-        let free = blocking(move || Ok(blobs.free_space()?)).await?;
+            })?;
+        let free = self.storage.free_space()?;
         let available = quota.map_or(free, |q| q.saturating_sub(used).min(free));
         Ok(Usage {
             used,
@@ -985,13 +971,10 @@ impl Drive for UserDrive {
     async fn xattrs(&self, node: NodeId) -> FsResult<Vec<(String, Vec<u8>)>> {
         let user = self.user;
         self.storage
-            .db(move |s| {
-                s.read(|tx| {
+            .read(|tx| {
                     node_of!(tx, node.0, user)?;
                     Ok(tx.xattrs(node.0)?)
-                })
             })
-            .await
     }
 
     async fn set_xattrs(&self, node: NodeId, changes: Vec<XattrChange>) -> FsResult<()> {
@@ -1003,6 +986,7 @@ impl Drive for UserDrive {
                     for c in &changes {
                         tx.set_xattr(node.0, &c.name, c.value.as_deref())?;
                     }
+                    rec.has_xattrs = !tx.xattrs(node.0)?.is_empty();
                     rec.ctime = now_nanos();
                     tx.put_node(node.0, &rec)?;
                     Ok(())
@@ -1053,6 +1037,7 @@ pub(crate) fn new_node(
         ctime: now,
         version: 1,
         content: Content::empty(),
+        has_xattrs: false,
     };
     tx.put_node(id, &rec)?;
     if parent != 0 {

@@ -40,10 +40,16 @@ struct UserAuth {
 #[async_trait]
 impl Authenticator for UserAuth {
     async fn authenticate(&self, user: &str, password: &str) -> Option<Arc<dyn Drive>> {
-        let (users, user, password) = (self.users.clone(), user.to_owned(), password.to_owned());
-        let rec = tokio::task::spawn_blocking(move || users.verify(&user, &password))
-            .await
-            .ok()??;
+        let rec = match self.users.verify_cached(user, password) {
+            Some(rec) => rec,
+            None => {
+                let (users, user, password) =
+                    (self.users.clone(), user.to_owned(), password.to_owned());
+                tokio::task::spawn_blocking(move || users.verify(&user, &password))
+                    .await
+                    .ok()??
+            }
+        };
         Some(Arc::new(self.users.storage().drive(&rec)))
     }
 }

@@ -7,7 +7,9 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use std::cell::OnceCell;
+
+use redb::{Database, ReadOnlyTable, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use torrentdrive_fs::FsError;
 
@@ -103,6 +105,8 @@ pub struct NodeRec {
     pub ctime: i64,
     pub version: u64,
     pub content: Content,
+    /// Whether `XATTRS` has entries for this node (saves a lookup per listed entry).
+    pub has_xattrs: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -155,8 +159,17 @@ pub struct Store {
     db: Database,
 }
 
-/// A read-only snapshot.
-pub struct ReadTx(redb::ReadTransaction);
+/// A read-only snapshot. Tables are opened once per transaction: opening one costs about as
+/// much as a lookup, and a listing does thousands of lookups.
+pub struct ReadTx {
+    tx: redb::ReadTransaction,
+    nodes: OnceCell<ReadOnlyTable<u64, &'static [u8]>>,
+    children: OnceCell<ReadOnlyTable<(u64, &'static str), u64>>,
+    xattrs: OnceCell<ReadOnlyTable<(u64, &'static str), &'static [u8]>>,
+    users: OnceCell<ReadOnlyTable<&'static str, &'static [u8]>>,
+    usage: OnceCell<ReadOnlyTable<u64, (u64, u64)>>,
+    blob_refs: OnceCell<ReadOnlyTable<u128, u64>>,
+}
 /// A write transaction: nothing is visible until the closure passed to `Store::write`
 /// returns `Ok`, and then all of it is, durably.
 pub struct WriteTx(redb::WriteTransaction);
@@ -165,20 +178,20 @@ pub struct WriteTx(redb::WriteTransaction);
 macro_rules! read_methods {
     () => {
         pub fn node(&self, id: u64) -> StoreResult<Option<NodeRec>> {
-            let t = self.0.open_table(NODES)?;
+            let t = self.nodes_t()?;
             let v = t.get(id)?;
             v.map(|v| decode(v.value())).transpose()
         }
 
         pub fn child(&self, parent: u64, name: &str) -> StoreResult<Option<u64>> {
-            let t = self.0.open_table(CHILDREN)?;
+            let t = self.children_t()?;
             let v = t.get((parent, name))?;
             Ok(v.map(|v| v.value()))
         }
 
         /// (name, id) of a folder's entries, sorted by name.
         pub fn children(&self, parent: u64) -> StoreResult<Vec<(String, u64)>> {
-            let t = self.0.open_table(CHILDREN)?;
+            let t = self.children_t()?;
             let mut out = Vec::new();
             for entry in t.range((parent, "")..(parent.saturating_add(1), ""))? {
                 let (k, v) = entry?;
@@ -188,7 +201,7 @@ macro_rules! read_methods {
         }
 
         pub fn has_children(&self, parent: u64) -> StoreResult<bool> {
-            let t = self.0.open_table(CHILDREN)?;
+            let t = self.children_t()?;
             let found = t
                 .range((parent, "")..(parent.saturating_add(1), ""))?
                 .next()
@@ -197,7 +210,7 @@ macro_rules! read_methods {
         }
 
         pub fn xattrs(&self, id: u64) -> StoreResult<Vec<(String, Vec<u8>)>> {
-            let t = self.0.open_table(XATTRS)?;
+            let t = self.xattrs_t()?;
             let mut out = Vec::new();
             for entry in t.range((id, "")..(id.saturating_add(1), ""))? {
                 let (k, v) = entry?;
@@ -207,13 +220,13 @@ macro_rules! read_methods {
         }
 
         pub fn user(&self, name: &str) -> StoreResult<Option<UserRec>> {
-            let t = self.0.open_table(USERS)?;
+            let t = self.users_t()?;
             let v = t.get(name)?;
             v.map(|v| decode(v.value())).transpose()
         }
 
         pub fn users(&self) -> StoreResult<Vec<UserRec>> {
-            let t = self.0.open_table(USERS)?;
+            let t = self.users_t()?;
             let mut out = Vec::new();
             for entry in t.iter()? {
                 let (_, v) = entry?;
@@ -224,17 +237,52 @@ macro_rules! read_methods {
 
         /// (bytes used, number of nodes) of a user.
         pub fn usage(&self, user: u64) -> StoreResult<(u64, u64)> {
-            let t = self.0.open_table(USAGE)?;
+            let t = self.usage_t()?;
             let v = t.get(user)?;
             Ok(v.map(|v| v.value()).unwrap_or((0, 0)))
         }
 
         pub fn blob_refs(&self, blob: u128) -> StoreResult<u64> {
-            let t = self.0.open_table(BLOB_REFS)?;
+            let t = self.blob_refs_t()?;
             let v = t.get(blob)?;
             Ok(v.map(|v| v.value()).unwrap_or(0))
         }
     };
+}
+
+macro_rules! cached_tables {
+    ($($field:ident / $acc:ident: $def:ident => $k:ty, $v:ty;)*) => {
+        impl ReadTx {
+            fn new(tx: redb::ReadTransaction) -> ReadTx {
+                ReadTx { tx, $($field: OnceCell::new(),)* }
+            }
+            $(
+                fn $acc(&self) -> StoreResult<&ReadOnlyTable<$k, $v>> {
+                    if let Some(t) = self.$field.get() {
+                        return Ok(t);
+                    }
+                    let t = self.tx.open_table($def)?;
+                    Ok(self.$field.get_or_init(|| t))
+                }
+            )*
+        }
+        impl WriteTx {
+            $(
+                fn $acc(&self) -> StoreResult<redb::Table<'_, $k, $v>> {
+                    Ok(self.0.open_table($def)?)
+                }
+            )*
+        }
+    };
+}
+
+cached_tables! {
+    nodes / nodes_t: NODES => u64, &'static [u8];
+    children / children_t: CHILDREN => (u64, &'static str), u64;
+    xattrs / xattrs_t: XATTRS => (u64, &'static str), &'static [u8];
+    users / users_t: USERS => &'static str, &'static [u8];
+    usage / usage_t: USAGE => u64, (u64, u64);
+    blob_refs / blob_refs_t: BLOB_REFS => u128, u64;
 }
 
 impl ReadTx {
@@ -347,7 +395,7 @@ impl Store {
         E: From<StoreError>,
     {
         let tx = self.db.begin_read().map_err(StoreError::from)?;
-        f(&ReadTx(tx))
+        f(&ReadTx::new(tx))
     }
 
     /// Runs `f` in a write transaction and commits if it returns `Ok`.
@@ -380,6 +428,7 @@ mod tests {
             ctime: now_nanos(),
             version: 1,
             content: Content::Inline(b"abc".to_vec()),
+            has_xattrs: false,
         };
         store
             .write(|tx| -> StoreResult<()> {

@@ -1,6 +1,7 @@
 //! dav-server's file system traits over a `Drive`: path resolution and translation only.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use dav_server::davpath::DavPath;
@@ -19,13 +20,18 @@ use torrentdrive_fs::{
 use crate::file::DriveFile;
 use crate::props;
 
-/// The credentials dav-server hands to every call: the signed-in user's drive.
+/// The credentials dav-server hands to every call: the signed-in user's drive, and what
+/// this request already learnt about it. A new `DavUser` is made for every request.
 #[derive(Clone)]
 pub struct DavUser {
     pub name: String,
     pub drive: Arc<dyn Drive>,
     /// The drive's usage, read at most once per request (see `meta_of`).
     usage: Arc<OnceCell<Usage>>,
+    /// Attributes of paths listed or looked up by this request. dav-server asks for the dead
+    /// properties of every entry of a PROPFIND; with these it needs no lookup per entry.
+    /// Cleared by every change.
+    seen: Arc<Mutex<HashMap<Vec<u8>, Attr>>>,
 }
 
 impl DavUser {
@@ -34,7 +40,25 @@ impl DavUser {
             name,
             drive,
             usage: Arc::new(OnceCell::new()),
+            seen: Arc::new(Mutex::new(HashMap::new())),
         }
+    }
+
+    fn seen(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<u8>, Attr>> {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn remember(&self, path: &DavPath, attr: &Attr) {
+        self.seen().insert(cache_key(path.as_bytes()), attr.clone());
+    }
+
+    fn recall(&self, path: &DavPath) -> Option<Attr> {
+        self.seen().get(&cache_key(path.as_bytes())).cloned()
+    }
+
+    /// Forgets what this request saw, before it changes anything.
+    fn changing(&self) {
+        self.seen().clear();
     }
 
     async fn usage(&self) -> Result<Usage, FsError> {
@@ -43,6 +67,11 @@ impl DavUser {
             .await
             .copied()
     }
+}
+
+fn cache_key(path: &[u8]) -> Vec<u8> {
+    let trimmed = path.strip_suffix(b"/").unwrap_or(path);
+    trimmed.to_vec()
 }
 
 /// The one translation of drive errors into dav-server's vocabulary, which is coarser than
@@ -72,11 +101,23 @@ fn names(path: &DavPath) -> FsResult<Vec<&str>> {
 }
 
 async fn resolve(user: &DavUser, path: &DavPath) -> FsResult<Attr> {
-    user.drive.resolve(&names(path)?).await.map_err(dav_error)
+    let attr = user.drive.resolve(&names(path)?).await.map_err(dav_error)?;
+    user.remember(path, &attr);
+    Ok(attr)
+}
+
+/// Like `resolve`, but content with what this request saw (for read-only questions).
+async fn resolve_seen(user: &DavUser, path: &DavPath) -> FsResult<Attr> {
+    match user.recall(path) {
+        Some(attr) => Ok(attr),
+        None => resolve(user, path).await,
+    }
 }
 
 /// The parent folder of `path` and the last name.
+/// Also marks the request as changing the drive: every caller is about to.
 async fn resolve_parent<'p>(user: &DavUser, path: &'p DavPath) -> FsResult<(NodeId, &'p str)> {
+    user.changing();
     let mut names = names(path)?;
     let name = names.pop().ok_or(DavError::Forbidden)?;
     let parent = user.drive.resolve(&names).await.map_err(dav_error)?;
@@ -204,6 +245,10 @@ impl GuardedFileSystem<DavUser> for DriveFs {
             let list = user.drive.list(dir.id).await.map_err(dav_error)?;
             let mut entries = Vec::with_capacity(list.len());
             for e in list {
+                let mut key = cache_key(path.as_bytes());
+                key.push(b'/');
+                key.extend_from_slice(e.name.as_bytes());
+                user.seen().insert(key, e.attr.clone());
                 let entry: Box<dyn DavDirEntry> = Box::new(Entry {
                     name: e.name,
                     meta: meta_of(user, e.attr).await?,
@@ -294,6 +339,7 @@ impl GuardedFileSystem<DavUser> for DriveFs {
         user: &'a DavUser,
     ) -> FsFuture<'a, ()> {
         async move {
+            user.changing();
             let attr = resolve(user, path).await?;
             let changes = SetAttr {
                 size: None,
@@ -310,10 +356,12 @@ impl GuardedFileSystem<DavUser> for DriveFs {
 
     fn have_props<'a>(
         &'a self,
-        _path: &'a DavPath,
-        _user: &'a DavUser,
+        path: &'a DavPath,
+        user: &'a DavUser,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + 'a>> {
-        async { true }.boxed()
+        // Every node can have dead properties; a node this request saw without any can
+        // skip the question.
+        async move { user.recall(path).is_none_or(|a| a.has_xattrs) }.boxed()
     }
 
     fn patch_props<'a>(
@@ -323,6 +371,7 @@ impl GuardedFileSystem<DavUser> for DriveFs {
         user: &'a DavUser,
     ) -> FsFuture<'a, Vec<(StatusCode, DavProp)>> {
         async move {
+            user.changing();
             let attr = resolve(user, path).await?;
             let (changes, result) = props::patch(patch);
             user.drive
@@ -341,7 +390,10 @@ impl GuardedFileSystem<DavUser> for DriveFs {
         user: &'a DavUser,
     ) -> FsFuture<'a, Vec<DavProp>> {
         async move {
-            let attr = resolve(user, path).await?;
+            let attr = resolve_seen(user, path).await?;
+            if !attr.has_xattrs {
+                return Ok(Vec::new());
+            }
             let xattrs = user.drive.xattrs(attr.id).await.map_err(dav_error)?;
             Ok(props::decode_all(&xattrs, do_content))
         }
@@ -355,7 +407,10 @@ impl GuardedFileSystem<DavUser> for DriveFs {
         user: &'a DavUser,
     ) -> FsFuture<'a, Vec<u8>> {
         async move {
-            let attr = resolve(user, path).await?;
+            let attr = resolve_seen(user, path).await?;
+            if !attr.has_xattrs {
+                return Err(DavError::NotFound);
+            }
             let xattrs = user.drive.xattrs(attr.id).await.map_err(dav_error)?;
             props::find(&xattrs, &prop).ok_or(DavError::NotFound)
         }

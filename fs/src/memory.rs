@@ -109,6 +109,7 @@ impl Node {
             ctime: self.ctime,
             version: self.version,
             read_only: false,
+            has_xattrs: !self.xattrs.is_empty(),
         }
     }
 }
@@ -322,15 +323,9 @@ impl Drive for MemoryDrive {
             expected: opts.expected_size,
             written: 0,
         });
-        let now = SystemTime::now();
-        let attr = Attr {
-            id: node.unwrap_or(NodeId(0)),
-            kind: NodeKind::File,
-            size: 0,
-            mtime: now,
-            ctime: now,
-            version: 0,
-            read_only: false,
+        let attr = match node {
+            Some(id) => Attr { size: 0, ..st.node(id)?.attr(id) },
+            None => Attr::uncommitted_file(SystemTime::now()),
         };
         Ok((attr, fh))
     }
@@ -434,18 +429,7 @@ impl Drive for MemoryDrive {
         let h = st.handle(fh)?;
         let mut attr = match h.node {
             Some(id) => st.node(id)?.attr(id),
-            None => {
-                let now = SystemTime::now();
-                Attr {
-                    id: NodeId(0),
-                    kind: NodeKind::File,
-                    size: 0,
-                    mtime: now,
-                    ctime: now,
-                    version: 0,
-                    read_only: false,
-                }
-            }
+            None => Attr::uncommitted_file(SystemTime::now()),
         };
         attr.size = h.data.len() as u64;
         Ok(attr)

@@ -32,9 +32,25 @@ pub struct Attr {
     pub version: u64,
     /// The content can't be written (rename, move and delete may still be allowed).
     pub read_only: bool,
+    /// The node has extended attributes: front ends can skip asking for them otherwise.
+    pub has_xattrs: bool,
 }
 
 impl Attr {
+    /// The attributes of a file that is not committed yet (a deferred create).
+    pub fn uncommitted_file(now: SystemTime) -> Attr {
+        Attr {
+            id: NodeId(0),
+            kind: NodeKind::File,
+            size: 0,
+            mtime: now,
+            ctime: now,
+            version: 0,
+            read_only: false,
+            has_xattrs: false,
+        }
+    }
+
     pub fn is_dir(&self) -> bool {
         self.kind == NodeKind::Dir
     }
