@@ -172,13 +172,12 @@ impl Storage {
         self.store.read(f)
     }
 
-    /// Runs `f` on the metadata store off the async threads (writes wait for fsync).
-    async fn db<T: Send + 'static>(
+    /// Changes the metadata store; returns once the change is durable.
+    async fn write<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Store) -> FsResult<T> + Send + 'static,
+        f: impl Fn(&WriteTx) -> FsResult<T> + Send + 'static,
     ) -> FsResult<T> {
-        let store = self.store.clone();
-        blocking(move || f(&store)).await
+        self.store.write_async(f).await
     }
 
     fn handles(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<AsyncMutex<Handle>>>> {
@@ -281,11 +280,10 @@ impl UserDrive {
     /// (used, quota) of this user, for checks outside a transaction.
     async fn limits(&self) -> FsResult<(u64, Option<u64>)> {
         let (user, name) = (self.user, self.name.clone());
-        self.storage
-            .read(|tx| {
-                    let quota = tx.user(&name)?.ok_or(FsError::PermissionDenied)?.quota;
-                    Ok((tx.usage(user)?.0, quota))
-            })
+        self.storage.read(|tx| {
+            let quota = tx.user(&name)?.ok_or(FsError::PermissionDenied)?.quota;
+            Ok((tx.usage(user)?.0, quota))
+        })
     }
 
     /// Fails unless `new` bytes in place of `old` fit the quota and the disk.
@@ -415,12 +413,11 @@ impl Drive for UserDrive {
 
     async fn lookup(&self, parent: NodeId, name: &str) -> FsResult<Attr> {
         let (user, name) = (self.user, name.to_owned());
-        self.storage
-            .read(|tx| {
-                    dir_of!(tx, parent.0, user);
-                    let id = tx.child(parent.0, &name)?.ok_or(FsError::NotFound)?;
-                    Ok(attr_of(id, &node_of!(tx, id, user)?))
-            })
+        self.storage.read(|tx| {
+            dir_of!(tx, parent.0, user);
+            let id = tx.child(parent.0, &name)?.ok_or(FsError::NotFound)?;
+            Ok(attr_of(id, &node_of!(tx, id, user)?))
+        })
     }
 
     async fn getattr(&self, node: NodeId) -> FsResult<Attr> {
@@ -429,44 +426,40 @@ impl Drive for UserDrive {
 
     async fn list(&self, dir: NodeId) -> FsResult<Vec<DirEntry>> {
         let user = self.user;
-        self.storage
-            .read(|tx| {
-                    dir_of!(tx, dir.0, user);
-                    let mut out = Vec::new();
-                    for (name, id) in tx.children(dir.0)? {
-                        let rec = node_of!(tx, id, user)?;
-                        out.push(DirEntry {
-                            name,
-                            attr: attr_of(id, &rec),
-                        });
-                    }
-                    Ok(out)
-            })
+        self.storage.read(|tx| {
+            dir_of!(tx, dir.0, user);
+            let mut out = Vec::new();
+            for (name, id) in tx.children(dir.0)? {
+                let rec = node_of!(tx, id, user)?;
+                out.push(DirEntry {
+                    name,
+                    attr: attr_of(id, &rec),
+                });
+            }
+            Ok(out)
+        })
     }
 
     async fn resolve(&self, names: &[&str]) -> FsResult<Attr> {
         let (user, root) = (self.user, self.root);
         let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
-        self.storage
-            .read(|tx| {
-                    let mut id = root;
-                    let mut rec = node_of!(tx, id, user)?;
-                    for name in &names {
-                        if rec.kind != Kind::Dir {
-                            return Err(FsError::NotADirectory);
-                        }
-                        id = tx.child(id, name)?.ok_or(FsError::NotFound)?;
-                        rec = node_of!(tx, id, user)?;
-                    }
-                    Ok(attr_of(id, &rec))
-            })
+        self.storage.read(|tx| {
+            let mut id = root;
+            let mut rec = node_of!(tx, id, user)?;
+            for name in &names {
+                if rec.kind != Kind::Dir {
+                    return Err(FsError::NotADirectory);
+                }
+                id = tx.child(id, name)?.ok_or(FsError::NotFound)?;
+                rec = node_of!(tx, id, user)?;
+            }
+            Ok(attr_of(id, &rec))
+        })
     }
 
     async fn open(&self, node: NodeId, opts: OpenOptions) -> FsResult<FileHandle> {
         let user = self.user;
-        let rec = self
-            .storage
-            .read(|tx| node_of!(tx, node.0, user))?;
+        let rec = self.storage.read(|tx| node_of!(tx, node.0, user))?;
         if rec.kind == Kind::Dir {
             return Err(FsError::IsADirectory);
         }
@@ -499,15 +492,13 @@ impl Drive for UserDrive {
     ) -> FsResult<(Attr, FileHandle)> {
         check_name(name)?;
         let (user, owned_name) = (self.user, name.to_owned());
-        let existing = self
-            .storage
-            .read(|tx| {
-                    dir_of!(tx, parent.0, user);
-                    match tx.child(parent.0, &owned_name)? {
-                        Some(id) => Ok(Some((id, node_of!(tx, id, user)?))),
-                        None => Ok(None),
-                    }
-            })?;
+        let existing = self.storage.read(|tx| {
+            dir_of!(tx, parent.0, user);
+            match tx.child(parent.0, &owned_name)? {
+                Some(id) => Ok(Some((id, node_of!(tx, id, user)?))),
+                None => Ok(None),
+            }
+        })?;
         let old = match &existing {
             Some(_) if opts.exclusive => return Err(FsError::Exists),
             Some((_, rec)) if rec.kind == Kind::Dir => return Err(FsError::IsADirectory),
@@ -529,15 +520,13 @@ impl Drive for UserDrive {
                 let name = name.to_owned();
                 let (id, rec) = self
                     .storage
-                    .db(move |s| {
-                        s.write(|tx| {
-                            dir_of!(tx, parent.0, user);
-                            if tx.child(parent.0, &name)?.is_some() {
-                                return Err(FsError::Exists);
-                            }
-                            let (id, rec) = new_node(tx, user, parent.0, &name, Kind::File)?;
-                            Ok((id, rec))
-                        })
+                    .write(move |tx| {
+                        dir_of!(tx, parent.0, user);
+                        if tx.child(parent.0, &name)?.is_some() {
+                            return Err(FsError::Exists);
+                        }
+                        let (id, rec) = new_node(tx, user, parent.0, &name, Kind::File)?;
+                        Ok((id, rec))
                     })
                     .await?;
                 (Some(id), None, attr_of(id, &rec))
@@ -679,8 +668,16 @@ impl Drive for UserDrive {
         let new_content = content.clone();
         let result = self
             .storage
-            .db(move |s| {
-                s.write(|tx| commit_content(tx, user, &name, target, deferred, new_content, size))
+            .write(move |tx| {
+                commit_content(
+                    tx,
+                    user,
+                    &name,
+                    target,
+                    deferred.clone(),
+                    new_content.clone(),
+                    size,
+                )
             })
             .await;
         let (id, rec, dead) = match result {
@@ -735,15 +732,13 @@ impl Drive for UserDrive {
         check_name(name)?;
         let (user, name) = (self.user, name.to_owned());
         self.storage
-            .db(move |s| {
-                s.write(|tx| {
-                    dir_of!(tx, parent.0, user);
-                    if tx.child(parent.0, &name)?.is_some() {
-                        return Err(FsError::Exists);
-                    }
-                    let (id, rec) = new_node(tx, user, parent.0, &name, Kind::Dir)?;
-                    Ok(attr_of(id, &rec))
-                })
+            .write(move |tx| {
+                dir_of!(tx, parent.0, user);
+                if tx.child(parent.0, &name)?.is_some() {
+                    return Err(FsError::Exists);
+                }
+                let (id, rec) = new_node(tx, user, parent.0, &name, Kind::Dir)?;
+                Ok(attr_of(id, &rec))
             })
             .await
     }
@@ -752,16 +747,14 @@ impl Drive for UserDrive {
         let (user, name) = (self.user, name.to_owned());
         let dead = self
             .storage
-            .db(move |s| {
-                s.write(|tx| {
-                    dir_of!(tx, parent.0, user);
-                    let id = tx.child(parent.0, &name)?.ok_or(FsError::NotFound)?;
-                    let rec = node_of!(tx, id, user)?;
-                    if rec.kind == Kind::Dir {
-                        return Err(FsError::IsADirectory);
-                    }
-                    Ok(remove_node(tx, user, id, &rec)?)
-                })
+            .write(move |tx| {
+                dir_of!(tx, parent.0, user);
+                let id = tx.child(parent.0, &name)?.ok_or(FsError::NotFound)?;
+                let rec = node_of!(tx, id, user)?;
+                if rec.kind == Kind::Dir {
+                    return Err(FsError::IsADirectory);
+                }
+                Ok(remove_node(tx, user, id, &rec)?)
             })
             .await?;
         self.storage.remove_blobs(dead.into_iter().collect()).await;
@@ -774,20 +767,18 @@ impl Drive for UserDrive {
         }
         let (user, name) = (self.user, name.to_owned());
         self.storage
-            .db(move |s| {
-                s.write(|tx| {
-                    dir_of!(tx, parent.0, user);
-                    let id = tx.child(parent.0, &name)?.ok_or(FsError::NotFound)?;
-                    let rec = node_of!(tx, id, user)?;
-                    if rec.kind != Kind::Dir {
-                        return Err(FsError::NotADirectory);
-                    }
-                    if tx.has_children(id)? {
-                        return Err(FsError::NotEmpty);
-                    }
-                    remove_node(tx, user, id, &rec)?;
-                    Ok(())
-                })
+            .write(move |tx| {
+                dir_of!(tx, parent.0, user);
+                let id = tx.child(parent.0, &name)?.ok_or(FsError::NotFound)?;
+                let rec = node_of!(tx, id, user)?;
+                if rec.kind != Kind::Dir {
+                    return Err(FsError::NotADirectory);
+                }
+                if tx.has_children(id)? {
+                    return Err(FsError::NotEmpty);
+                }
+                remove_node(tx, user, id, &rec)?;
+                Ok(())
             })
             .await
     }
@@ -808,57 +799,55 @@ impl Drive for UserDrive {
         let (name, new_name) = (name.to_owned(), new_name.to_owned());
         let dead = self
             .storage
-            .db(move |s| {
-                s.write(|tx| {
-                    dir_of!(tx, parent.0, user);
-                    dir_of!(tx, new_parent.0, user);
-                    let id = tx.child(parent.0, &name)?.ok_or(FsError::NotFound)?;
-                    let mut rec = node_of!(tx, id, user)?;
-                    if rec.kind == Kind::Dir {
-                        // Refuse moving a folder below itself.
-                        let mut p = new_parent.0;
-                        loop {
-                            if p == id {
-                                return Err(FsError::MoveIntoItself);
-                            }
-                            if p == root {
-                                break;
-                            }
-                            p = node_of!(tx, p, user)?.parent;
+            .write(move |tx| {
+                dir_of!(tx, parent.0, user);
+                dir_of!(tx, new_parent.0, user);
+                let id = tx.child(parent.0, &name)?.ok_or(FsError::NotFound)?;
+                let mut rec = node_of!(tx, id, user)?;
+                if rec.kind == Kind::Dir {
+                    // Refuse moving a folder below itself.
+                    let mut p = new_parent.0;
+                    loop {
+                        if p == id {
+                            return Err(FsError::MoveIntoItself);
                         }
+                        if p == root {
+                            break;
+                        }
+                        p = node_of!(tx, p, user)?.parent;
                     }
-                    let mut dead = None;
-                    if let Some(target) = tx.child(new_parent.0, &new_name)? {
-                        if target == id {
-                            return Ok(None);
-                        }
-                        if opts.no_replace {
-                            return Err(FsError::Exists);
-                        }
-                        let t = node_of!(tx, target, user)?;
-                        match (rec.kind, t.kind) {
-                            (Kind::Dir, Kind::File) => return Err(FsError::NotADirectory),
-                            (Kind::File, Kind::Dir) => return Err(FsError::IsADirectory),
-                            (Kind::Dir, Kind::Dir) if tx.has_children(target)? => {
-                                return Err(FsError::NotEmpty)
-                            }
-                            _ => {}
-                        }
-                        dead = remove_node(tx, user, target, &t)?;
+                }
+                let mut dead = None;
+                if let Some(target) = tx.child(new_parent.0, &new_name)? {
+                    if target == id {
+                        return Ok(None);
                     }
-                    let now = now_nanos();
-                    tx.unlink(parent.0, &name)?;
-                    tx.link(new_parent.0, &new_name, id)?;
-                    rec.parent = new_parent.0;
-                    rec.name = new_name.clone();
-                    rec.ctime = now;
-                    tx.put_node(id, &rec)?;
-                    touch(tx, parent.0, now)?;
-                    if new_parent != parent {
-                        touch(tx, new_parent.0, now)?;
+                    if opts.no_replace {
+                        return Err(FsError::Exists);
                     }
-                    Ok(dead)
-                })
+                    let t = node_of!(tx, target, user)?;
+                    match (rec.kind, t.kind) {
+                        (Kind::Dir, Kind::File) => return Err(FsError::NotADirectory),
+                        (Kind::File, Kind::Dir) => return Err(FsError::IsADirectory),
+                        (Kind::Dir, Kind::Dir) if tx.has_children(target)? => {
+                            return Err(FsError::NotEmpty)
+                        }
+                        _ => {}
+                    }
+                    dead = remove_node(tx, user, target, &t)?;
+                }
+                let now = now_nanos();
+                tx.unlink(parent.0, &name)?;
+                tx.link(new_parent.0, &new_name, id)?;
+                rec.parent = new_parent.0;
+                rec.name = new_name.clone();
+                rec.ctime = now;
+                tx.put_node(id, &rec)?;
+                touch(tx, parent.0, now)?;
+                if new_parent != parent {
+                    touch(tx, new_parent.0, now)?;
+                }
+                Ok(dead)
             })
             .await?;
         self.storage.remove_blobs(dead.into_iter().collect()).await;
@@ -869,39 +858,37 @@ impl Drive for UserDrive {
         check_name(new_name)?;
         let (user, uname, new_name) = (self.user, self.name.clone(), new_name.to_owned());
         self.storage
-            .db(move |s| {
-                s.write(|tx| {
-                    let src = node_of!(tx, node.0, user)?;
-                    if src.kind == Kind::Dir {
-                        return Err(FsError::IsADirectory);
-                    }
-                    dir_of!(tx, new_parent.0, user);
-                    if tx.child(new_parent.0, &new_name)?.is_some() {
-                        return Err(FsError::Exists);
-                    }
-                    let (used, nodes) = tx.usage(user)?;
-                    check_quota(tx, &uname, used, 0, src.size)?;
-                    if let Content::Blob(b) = src.content {
-                        tx.add_blob_ref(b, 1)?;
-                    }
-                    let id = tx.next_id("node")?;
-                    let now = now_nanos();
-                    let rec = NodeRec {
-                        parent: new_parent.0,
-                        name: new_name.clone(),
-                        ctime: now,
-                        version: 1,
-                        ..src
-                    };
-                    tx.put_node(id, &rec)?;
-                    tx.link(new_parent.0, &new_name, id)?;
-                    for (k, v) in tx.xattrs(node.0)? {
-                        tx.set_xattr(id, &k, Some(&v))?;
-                    }
-                    tx.set_usage(user, used + rec.size, nodes + 1)?;
-                    touch(tx, new_parent.0, now)?;
-                    Ok(attr_of(id, &rec))
-                })
+            .write(move |tx| {
+                let src = node_of!(tx, node.0, user)?;
+                if src.kind == Kind::Dir {
+                    return Err(FsError::IsADirectory);
+                }
+                dir_of!(tx, new_parent.0, user);
+                if tx.child(new_parent.0, &new_name)?.is_some() {
+                    return Err(FsError::Exists);
+                }
+                let (used, nodes) = tx.usage(user)?;
+                check_quota(tx, &uname, used, 0, src.size)?;
+                if let Content::Blob(b) = src.content {
+                    tx.add_blob_ref(b, 1)?;
+                }
+                let id = tx.next_id("node")?;
+                let now = now_nanos();
+                let rec = NodeRec {
+                    parent: new_parent.0,
+                    name: new_name.clone(),
+                    ctime: now,
+                    version: 1,
+                    ..src
+                };
+                tx.put_node(id, &rec)?;
+                tx.link(new_parent.0, &new_name, id)?;
+                for (k, v) in tx.xattrs(node.0)? {
+                    tx.set_xattr(id, &k, Some(&v))?;
+                }
+                tx.set_usage(user, used + rec.size, nodes + 1)?;
+                touch(tx, new_parent.0, now)?;
+                Ok(attr_of(id, &rec))
             })
             .await
     }
@@ -936,14 +923,12 @@ impl Drive for UserDrive {
             let user = self.user;
             attr = self
                 .storage
-                .db(move |s| {
-                    s.write(|tx| {
-                        let mut rec = node_of!(tx, node.0, user)?;
-                        rec.mtime = to_nanos(mtime);
-                        rec.ctime = now_nanos();
-                        tx.put_node(node.0, &rec)?;
-                        Ok(attr_of(node.0, &rec))
-                    })
+                .write(move |tx| {
+                    let mut rec = node_of!(tx, node.0, user)?;
+                    rec.mtime = to_nanos(mtime);
+                    rec.ctime = now_nanos();
+                    tx.put_node(node.0, &rec)?;
+                    Ok(attr_of(node.0, &rec))
                 })
                 .await?;
         }
@@ -952,12 +937,10 @@ impl Drive for UserDrive {
 
     async fn usage(&self) -> FsResult<Usage> {
         let (user, name) = (self.user, self.name.clone());
-        let ((used, nodes), quota) = self
-            .storage
-            .read(|tx| {
-                    let quota = tx.user(&name)?.ok_or(FsError::PermissionDenied)?.quota;
-                    Ok((tx.usage(user)?, quota))
-            })?;
+        let ((used, nodes), quota) = self.storage.read(|tx| {
+            let quota = tx.user(&name)?.ok_or(FsError::PermissionDenied)?.quota;
+            Ok((tx.usage(user)?, quota))
+        })?;
         let free = self.storage.free_space()?;
         let available = quota.map_or(free, |q| q.saturating_sub(used).min(free));
         Ok(Usage {
@@ -970,27 +953,24 @@ impl Drive for UserDrive {
 
     async fn xattrs(&self, node: NodeId) -> FsResult<Vec<(String, Vec<u8>)>> {
         let user = self.user;
-        self.storage
-            .read(|tx| {
-                    node_of!(tx, node.0, user)?;
-                    Ok(tx.xattrs(node.0)?)
-            })
+        self.storage.read(|tx| {
+            node_of!(tx, node.0, user)?;
+            Ok(tx.xattrs(node.0)?)
+        })
     }
 
     async fn set_xattrs(&self, node: NodeId, changes: Vec<XattrChange>) -> FsResult<()> {
         let user = self.user;
         self.storage
-            .db(move |s| {
-                s.write(|tx| {
-                    let mut rec = node_of!(tx, node.0, user)?;
-                    for c in &changes {
-                        tx.set_xattr(node.0, &c.name, c.value.as_deref())?;
-                    }
-                    rec.has_xattrs = !tx.xattrs(node.0)?.is_empty();
-                    rec.ctime = now_nanos();
-                    tx.put_node(node.0, &rec)?;
-                    Ok(())
-                })
+            .write(move |tx| {
+                let mut rec = node_of!(tx, node.0, user)?;
+                for c in &changes {
+                    tx.set_xattr(node.0, &c.name, c.value.as_deref())?;
+                }
+                rec.has_xattrs = !tx.xattrs(node.0)?.is_empty();
+                rec.ctime = now_nanos();
+                tx.put_node(node.0, &rec)?;
+                Ok(())
             })
             .await
     }

@@ -5,6 +5,7 @@
 //! scripts. Every change the daemon makes is one write transaction.
 
 use std::path::Path;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use std::cell::OnceCell;
@@ -37,6 +38,8 @@ pub enum StoreError {
     Db(#[from] redb::Error),
     #[error("metadata database is corrupt: {0}")]
     Corrupt(String),
+    #[error("metadata commit failed: {0}")]
+    Commit(String),
     #[error(transparent)]
     Fs(#[from] FsError),
 }
@@ -156,8 +159,20 @@ pub fn now_nanos() -> i64 {
 }
 
 pub struct Store {
-    db: Database,
+    db: Arc<Database>,
+    /// Queue of the group-commit writer (see `write_async`).
+    jobs: Mutex<Option<mpsc::Sender<Job>>>,
 }
+
+/// A write queued for the group-commit writer. `run` may be called twice: in a shared
+/// transaction, and again alone if a job of the batch failed.
+struct Job {
+    run: Box<dyn FnMut(&WriteTx) -> bool + Send>,
+    done: Box<dyn FnOnce(Result<(), String>) + Send>,
+}
+
+/// Most writes one commit carries.
+const MAX_BATCH: usize = 128;
 
 /// A read-only snapshot. Tables are opened once per transaction: opening one costs about as
 /// much as a lookup, and a listing does thousands of lookups.
@@ -372,10 +387,71 @@ impl WriteTx {
     }
 }
 
+/// The group-commit writer: takes every write queued while the previous commit was being
+/// made durable and commits them together, so concurrent writers share one fsync. Each write
+/// still commits atomically: if one fails, the batch is dropped and each write is redone in
+/// a transaction of its own.
+fn writer(db: Arc<Database>, jobs: mpsc::Receiver<Job>) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let all_ok = match db.begin_write() {
+            Ok(tx) => {
+                let tx = WriteTx(tx);
+                if batch.iter_mut().all(|job| (job.run)(&tx)) {
+                    let result = tx.0.commit().map_err(|e| e.to_string());
+                    for job in batch.drain(..) {
+                        (job.done)(result.clone());
+                    }
+                    true
+                } else {
+                    false
+                }
+            }
+            Err(e) => {
+                for job in batch.drain(..) {
+                    (job.done)(Err(e.to_string()));
+                }
+                true
+            }
+        };
+        if !all_ok {
+            for mut job in batch {
+                let result = match db.begin_write() {
+                    Ok(tx) => {
+                        let tx = WriteTx(tx);
+                        if (job.run)(&tx) {
+                            tx.0.commit().map_err(|e| e.to_string())
+                        } else {
+                            Ok(()) // the job's own error is in its result
+                        }
+                    }
+                    Err(e) => Err(e.to_string()),
+                };
+                (job.done)(result);
+            }
+        }
+    }
+}
+
 impl Store {
     pub fn open(path: &Path) -> StoreResult<Store> {
-        let db = Database::create(path)?;
-        let store = Store { db };
+        let db = Arc::new(Database::create(path)?);
+        let (tx, rx) = mpsc::channel();
+        let writer_db = db.clone();
+        std::thread::Builder::new()
+            .name("metadata-writer".into())
+            .spawn(move || writer(writer_db, rx))
+            .map_err(|e| StoreError::Corrupt(format!("starting the writer: {e}")))?;
+        let store = Store {
+            db,
+            jobs: Mutex::new(Some(tx)),
+        };
         // Create every table so read transactions never meet a missing one.
         store.write(|tx| {
             tx.0.open_table(NODES)?;
@@ -396,6 +472,52 @@ impl Store {
     {
         let tx = self.db.begin_read().map_err(StoreError::from)?;
         f(&ReadTx::new(tx))
+    }
+
+    /// Runs `f` in a write transaction, committed together with other writes queued at the
+    /// same time; returns once the commit is durable. `f` may run twice (see `writer`), so
+    /// it must only read its captures.
+    pub async fn write_async<T, E>(
+        &self,
+        f: impl Fn(&WriteTx) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let slot: Arc<Mutex<Option<Result<T, E>>>> = Arc::new(Mutex::new(None));
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        let result_slot = slot.clone();
+        let job = Job {
+            run: Box::new(move |tx| {
+                let r = f(tx);
+                let ok = r.is_ok();
+                *result_slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+                ok
+            }),
+            done: Box::new(move |r| {
+                let _ = done_tx.send(r);
+            }),
+        };
+        let sent = match &*self.jobs.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(jobs) => jobs.send(job).is_ok(),
+            None => false,
+        };
+        if !sent {
+            return Err(StoreError::Corrupt("the metadata writer has stopped".into()).into());
+        }
+        let committed = done_rx
+            .await
+            .map_err(|_| StoreError::Corrupt("the metadata writer has stopped".into()))?;
+        let result = slot
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .ok_or_else(|| StoreError::Corrupt("write produced no result".into()))?;
+        match (result, committed) {
+            (Ok(_), Err(e)) => Err(StoreError::Commit(e).into()),
+            (r, _) => r,
+        }
     }
 
     /// Runs `f` in a write transaction and commits if it returns `Ok`.
@@ -460,5 +582,40 @@ mod tests {
             from_nanos(to_nanos(UNIX_EPOCH - Duration::from_secs(3))),
             UNIX_EPOCH - Duration::from_secs(3)
         );
+    }
+}
+
+#[cfg(test)]
+mod group_commit_tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_failing_write_does_not_take_its_batch_down() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(Store::open(&dir.path().join("meta.redb")).expect("open"));
+        let tasks: Vec<_> = (0..64u64)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    store
+                        .write_async(move |tx| {
+                            tx.link(1, &format!("n{i}"), i)?;
+                            // Every fourth write fails after it changed something.
+                            if i % 4 == 0 {
+                                return Err(StoreError::Fs(FsError::Exists));
+                            }
+                            Ok(i)
+                        })
+                        .await
+                })
+            })
+            .collect();
+        for (i, t) in tasks.into_iter().enumerate() {
+            let r = t.await.expect("task");
+            assert_eq!(r.is_ok(), i % 4 != 0, "write {i}: {r:?}");
+        }
+        let names = store.read(|tx| tx.children(1)).expect("read");
+        assert_eq!(names.len(), 48);
+        assert!(names.iter().all(|(_, id)| id % 4 != 0));
     }
 }

@@ -324,7 +324,10 @@ impl Drive for MemoryDrive {
             written: 0,
         });
         let attr = match node {
-            Some(id) => Attr { size: 0, ..st.node(id)?.attr(id) },
+            Some(id) => Attr {
+                size: 0,
+                ..st.node(id)?.attr(id)
+            },
             None => Attr::uncommitted_file(SystemTime::now()),
         };
         Ok((attr, fh))
