@@ -85,7 +85,7 @@ async fn route(webdav: Arc<WebDav>, req: Request<Incoming>) -> Result<Response<B
         *res.status_mut() = StatusCode::NOT_FOUND;
         res
     };
-    tracing::debug!(%method, %path, status = res.status().as_u16(), ms = started.elapsed().as_millis() as u64, "request");
+    tracing::debug!(%method, %path, status = res.status().as_u16(), us = started.elapsed().as_micros() as u64, "request");
     Ok(res)
 }
 

@@ -50,7 +50,7 @@ impl DavFile for DriveFile {
     fn metadata(&mut self) -> FsFuture<'_, Box<dyn DavMetaData>> {
         async move {
             let attr = self.drive.handle_attr(self.fh).await.map_err(dav_error)?;
-            Ok(Box::new(Meta::file(attr)) as Box<dyn DavMetaData>)
+            Ok(Box::new(Meta(attr)) as Box<dyn DavMetaData>)
         }
         .boxed()
     }

@@ -1,7 +1,6 @@
 //! dav-server's file system traits over a `Drive`: path resolution and translation only.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use dav_server::davpath::DavPath;
@@ -11,67 +10,25 @@ use dav_server::fs::{
 };
 use futures_util::FutureExt;
 use http::StatusCode;
-use tokio::sync::OnceCell;
 use torrentdrive_fs::{
     name_from_bytes, Attr, CreateOptions, Drive, FsError, NodeId, OpenOptions, RenameOptions,
-    SetAttr, Usage,
+    SetAttr,
 };
 
 use crate::file::DriveFile;
 use crate::props;
 
-/// The credentials dav-server hands to every call: the signed-in user's drive, and what
-/// this request already learnt about it. A new `DavUser` is made for every request.
+/// The credentials dav-server hands to every call: the signed-in user's drive.
 #[derive(Clone)]
 pub struct DavUser {
     pub name: String,
     pub drive: Arc<dyn Drive>,
-    /// The drive's usage, read at most once per request (see `meta_of`).
-    usage: Arc<OnceCell<Usage>>,
-    /// Attributes of paths listed or looked up by this request. dav-server asks for the dead
-    /// properties of every entry of a PROPFIND; with these it needs no lookup per entry.
-    /// Cleared by every change.
-    seen: Arc<Mutex<HashMap<Vec<u8>, Attr>>>,
 }
 
 impl DavUser {
     pub fn new(name: String, drive: Arc<dyn Drive>) -> DavUser {
-        DavUser {
-            name,
-            drive,
-            usage: Arc::new(OnceCell::new()),
-            seen: Arc::new(Mutex::new(HashMap::new())),
-        }
+        DavUser { name, drive }
     }
-
-    fn seen(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<u8>, Attr>> {
-        self.seen.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn remember(&self, path: &DavPath, attr: &Attr) {
-        self.seen().insert(cache_key(path.as_bytes()), attr.clone());
-    }
-
-    fn recall(&self, path: &DavPath) -> Option<Attr> {
-        self.seen().get(&cache_key(path.as_bytes())).cloned()
-    }
-
-    /// Forgets what this request saw, before it changes anything.
-    fn changing(&self) {
-        self.seen().clear();
-    }
-
-    async fn usage(&self) -> Result<Usage, FsError> {
-        self.usage
-            .get_or_try_init(|| self.drive.usage())
-            .await
-            .copied()
-    }
-}
-
-fn cache_key(path: &[u8]) -> Vec<u8> {
-    let trimmed = path.strip_suffix(b"/").unwrap_or(path);
-    trimmed.to_vec()
 }
 
 /// The one translation of drive errors into dav-server's vocabulary, which is coarser than
@@ -101,23 +58,11 @@ fn names(path: &DavPath) -> FsResult<Vec<&str>> {
 }
 
 async fn resolve(user: &DavUser, path: &DavPath) -> FsResult<Attr> {
-    let attr = user.drive.resolve(&names(path)?).await.map_err(dav_error)?;
-    user.remember(path, &attr);
-    Ok(attr)
-}
-
-/// Like `resolve`, but content with what this request saw (for read-only questions).
-async fn resolve_seen(user: &DavUser, path: &DavPath) -> FsResult<Attr> {
-    match user.recall(path) {
-        Some(attr) => Ok(attr),
-        None => resolve(user, path).await,
-    }
+    user.drive.resolve(&names(path)?).await.map_err(dav_error)
 }
 
 /// The parent folder of `path` and the last name.
-/// Also marks the request as changing the drive: every caller is about to.
 async fn resolve_parent<'p>(user: &DavUser, path: &'p DavPath) -> FsResult<(NodeId, &'p str)> {
-    user.changing();
     let mut names = names(path)?;
     let name = names.pop().ok_or(DavError::Forbidden)?;
     let parent = user.drive.resolve(&names).await.map_err(dav_error)?;
@@ -129,47 +74,23 @@ async fn resolve_parent<'p>(user: &DavUser, path: &'p DavPath) -> FsResult<(Node
 
 /// Metadata as dav-server wants it.
 #[derive(Debug, Clone)]
-pub(crate) struct Meta {
-    attr: Attr,
-    /// dav-server 0.11 reports a collection's length as its RFC 4331 quota-used-bytes, so a
-    /// folder's "length" is the user's usage.
-    dir_len: u64,
-}
-
-impl Meta {
-    pub(crate) fn file(attr: Attr) -> Meta {
-        Meta { attr, dir_len: 0 }
-    }
-}
-
-async fn meta_of(user: &DavUser, attr: Attr) -> FsResult<Meta> {
-    let dir_len = if attr.is_dir() {
-        user.usage().await.map_err(dav_error)?.used
-    } else {
-        0
-    };
-    Ok(Meta { attr, dir_len })
-}
+pub(crate) struct Meta(pub(crate) Attr);
 
 impl DavMetaData for Meta {
     fn len(&self) -> u64 {
-        if self.attr.is_dir() {
-            self.dir_len
-        } else {
-            self.attr.size
-        }
+        self.0.size
     }
     fn modified(&self) -> FsResult<SystemTime> {
-        Ok(self.attr.mtime)
+        Ok(self.0.mtime)
     }
     fn status_changed(&self) -> FsResult<SystemTime> {
-        Ok(self.attr.ctime)
+        Ok(self.0.ctime)
     }
     fn is_dir(&self) -> bool {
-        self.attr.is_dir()
+        self.0.is_dir()
     }
     fn etag(&self) -> Option<String> {
-        Some(self.attr.etag())
+        Some(self.0.etag())
     }
 }
 
@@ -245,13 +166,9 @@ impl GuardedFileSystem<DavUser> for DriveFs {
             let list = user.drive.list(dir.id).await.map_err(dav_error)?;
             let mut entries = Vec::with_capacity(list.len());
             for e in list {
-                let mut key = cache_key(path.as_bytes());
-                key.push(b'/');
-                key.extend_from_slice(e.name.as_bytes());
-                user.seen().insert(key, e.attr.clone());
                 let entry: Box<dyn DavDirEntry> = Box::new(Entry {
                     name: e.name,
-                    meta: meta_of(user, e.attr).await?,
+                    meta: Meta(e.attr),
                 });
                 entries.push(Ok(entry));
             }
@@ -267,7 +184,7 @@ impl GuardedFileSystem<DavUser> for DriveFs {
     ) -> FsFuture<'a, Box<dyn DavMetaData>> {
         async move {
             let attr = resolve(user, path).await?;
-            Ok(Box::new(meta_of(user, attr).await?) as Box<dyn DavMetaData>)
+            Ok(Box::new(Meta(attr)) as Box<dyn DavMetaData>)
         }
         .boxed()
     }
@@ -339,7 +256,6 @@ impl GuardedFileSystem<DavUser> for DriveFs {
         user: &'a DavUser,
     ) -> FsFuture<'a, ()> {
         async move {
-            user.changing();
             let attr = resolve(user, path).await?;
             let changes = SetAttr {
                 size: None,
@@ -356,12 +272,10 @@ impl GuardedFileSystem<DavUser> for DriveFs {
 
     fn have_props<'a>(
         &'a self,
-        path: &'a DavPath,
-        user: &'a DavUser,
+        _path: &'a DavPath,
+        _user: &'a DavUser,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + 'a>> {
-        // Every node can have dead properties; a node this request saw without any can
-        // skip the question.
-        async move { user.recall(path).is_none_or(|a| a.has_xattrs) }.boxed()
+        async { true }.boxed()
     }
 
     fn patch_props<'a>(
@@ -371,7 +285,6 @@ impl GuardedFileSystem<DavUser> for DriveFs {
         user: &'a DavUser,
     ) -> FsFuture<'a, Vec<(StatusCode, DavProp)>> {
         async move {
-            user.changing();
             let attr = resolve(user, path).await?;
             let (changes, result) = props::patch(patch);
             user.drive
@@ -390,7 +303,7 @@ impl GuardedFileSystem<DavUser> for DriveFs {
         user: &'a DavUser,
     ) -> FsFuture<'a, Vec<DavProp>> {
         async move {
-            let attr = resolve_seen(user, path).await?;
+            let attr = resolve(user, path).await?;
             if !attr.has_xattrs {
                 return Ok(Vec::new());
             }
@@ -407,7 +320,7 @@ impl GuardedFileSystem<DavUser> for DriveFs {
         user: &'a DavUser,
     ) -> FsFuture<'a, Vec<u8>> {
         async move {
-            let attr = resolve_seen(user, path).await?;
+            let attr = resolve(user, path).await?;
             if !attr.has_xattrs {
                 return Err(DavError::NotFound);
             }
@@ -419,7 +332,7 @@ impl GuardedFileSystem<DavUser> for DriveFs {
 
     fn get_quota<'a>(&'a self, user: &'a DavUser) -> FsFuture<'a, (u64, Option<u64>)> {
         async move {
-            let u = user.usage().await.map_err(dav_error)?;
+            let u = user.drive.usage().await.map_err(dav_error)?;
             Ok((u.used, Some(u.used.saturating_add(u.available))))
         }
         .boxed()

@@ -7,6 +7,7 @@
 
 mod file;
 mod fs;
+mod propfind;
 mod props;
 
 use std::collections::HashMap;
@@ -21,6 +22,7 @@ use dav_server::davpath::{DavPath, ParseError};
 use dav_server::memls::MemLs;
 use dav_server::DavHandler;
 use http::{header, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
 use torrentdrive_fs::Drive;
 
 pub use crate::fs::{DavUser, DriveFs};
@@ -36,8 +38,18 @@ pub trait Authenticator: Send + Sync + 'static {
 pub struct WebDav {
     auth: Arc<dyn Authenticator>,
     prefix: String,
-    handlers: Mutex<HashMap<String, DavHandler<DavUser>>>,
+    handlers: Mutex<HashMap<String, UserHandler>>,
 }
+
+/// dav-server's handler for one user, and that user's lock system (PROPFIND reads it).
+#[derive(Clone)]
+struct UserHandler {
+    dav: DavHandler<DavUser>,
+    locks: Box<MemLs>,
+}
+
+/// Largest request body accepted for PROPFIND.
+const MAX_PROPFIND_BODY: usize = 64 * 1024;
 
 /// How many bytes a GET reads from the drive at a time.
 const READ_BUF_SIZE: usize = 256 * 1024;
@@ -57,21 +69,24 @@ impl WebDav {
         self.handlers_lock().remove(user);
     }
 
-    fn handlers_lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, DavHandler<DavUser>>> {
+    fn handlers_lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, UserHandler>> {
         self.handlers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn handler_for(&self, user: &str) -> DavHandler<DavUser> {
+    fn handler_for(&self, user: &str) -> UserHandler {
         self.handlers_lock()
             .entry(user.to_owned())
             .or_insert_with(|| {
-                DavHandler::builder()
+                // MemLs clones share their state: the handler and PROPFIND see the same locks.
+                let locks = MemLs::new();
+                let dav = DavHandler::builder()
                     .filesystem(Box::new(DriveFs))
-                    .locksystem(MemLs::new())
+                    .locksystem(locks.clone())
                     .strip_prefix(self.prefix.clone())
                     .autoindex(true)
                     .read_buf_size(READ_BUF_SIZE)
-                    .build_handler()
+                    .build_handler();
+                UserHandler { dav, locks }
             })
             .clone()
     }
@@ -83,11 +98,10 @@ impl WebDav {
         D: Buf + Send + 'static,
         E: StdError + Send + Sync + 'static,
     {
-        if let Some(status) = self.bad_path(req.uri().path()) {
-            let mut res = Response::new(Body::from("invalid path\n"));
-            *res.status_mut() = status;
-            return res;
-        }
+        let rel_path = match self.relative_path(req.uri().path()) {
+            Ok(p) => p,
+            Err(status) => return status_response(status, "invalid path\n"),
+        };
         let Some((user, password)) = basic_credentials(&req) else {
             return unauthorized();
         };
@@ -95,31 +109,77 @@ impl WebDav {
             tracing::info!(user = %user, "WebDAV sign-in refused");
             return unauthorized();
         };
-        if req.method().as_str() == "PROPFIND" && depth_is_infinity(&req) {
-            return finite_depth_only();
-        }
         let handler = self.handler_for(&user);
         let creds = DavUser::new(user.clone(), drive);
-        handler.handle_guarded(req, user, creds).await
+        if req.method().as_str() == "PROPFIND" {
+            return self.propfind(req, &rel_path, &creds, &handler).await;
+        }
+        handler.dav.handle_guarded(req, user, creds).await
+    }
+
+    async fn propfind<B, D, E>(
+        &self,
+        req: Request<B>,
+        path: &[u8],
+        user: &DavUser,
+        handler: &UserHandler,
+    ) -> Response<Body>
+    where
+        B: hyper::body::Body<Data = D, Error = E> + Send + 'static,
+        D: Buf + Send + 'static,
+        E: StdError + Send + Sync + 'static,
+    {
+        let depth_one = match req
+            .headers()
+            .get("depth")
+            .map(|v| v.to_str().map(str::trim))
+        {
+            Some(Ok("0")) => false,
+            // A missing Depth means infinity (RFC 4918 9.1); like most servers, answer 1.
+            Some(Ok("1")) | None => true,
+            Some(Ok(d)) if d.eq_ignore_ascii_case("infinity") => return finite_depth_only(),
+            _ => return status_response(StatusCode::BAD_REQUEST, "bad Depth header\n"),
+        };
+        let body = match Limited::new(req.into_body(), MAX_PROPFIND_BODY)
+            .collect()
+            .await
+        {
+            Ok(b) => b.to_bytes(),
+            Err(_) => return status_response(StatusCode::PAYLOAD_TOO_LARGE, "body too large\n"),
+        };
+        let Some(want) = propfind::parse_body(&body) else {
+            return status_response(StatusCode::BAD_REQUEST, "malformed PROPFIND body\n");
+        };
+        let answer = propfind::Propfind {
+            user,
+            locks: handler.locks.as_ref(),
+            prefix: &self.prefix,
+        };
+        answer.answer(path, depth_one, want).await
     }
 }
 
 impl WebDav {
-    /// Refuses request paths that don't stay below the prefix once `.`, `..` and escapes
-    /// are resolved (dav-server would answer 502 for some of them).
-    fn bad_path(&self, path: &str) -> Option<StatusCode> {
-        match DavPath::new(path) {
-            Err(ParseError::ForbiddenPath) => Some(StatusCode::FORBIDDEN),
-            Err(_) => Some(StatusCode::BAD_REQUEST),
-            Ok(p) => {
-                let p = p.as_bytes();
-                let inside = p
-                    .strip_prefix(self.prefix.as_bytes())
-                    .is_some_and(|rest| rest.is_empty() || rest.starts_with(b"/"));
-                (!inside).then_some(StatusCode::FORBIDDEN)
-            }
+    /// The decoded path below the prefix. Refuses paths that don't stay below the prefix
+    /// once `.`, `..` and escapes are resolved (dav-server would answer 502 for some).
+    fn relative_path(&self, path: &str) -> Result<Vec<u8>, StatusCode> {
+        let full = match DavPath::new(path) {
+            Err(ParseError::ForbiddenPath) => return Err(StatusCode::FORBIDDEN),
+            Err(_) => return Err(StatusCode::BAD_REQUEST),
+            Ok(p) => p,
+        };
+        match full.as_bytes().strip_prefix(self.prefix.as_bytes()) {
+            Some([]) => Ok(b"/".to_vec()),
+            Some(rest) if rest.starts_with(b"/") => Ok(rest.to_vec()),
+            _ => Err(StatusCode::FORBIDDEN),
         }
     }
+}
+
+fn status_response(status: StatusCode, text: &'static str) -> Response<Body> {
+    let mut res = Response::new(Body::from(text));
+    *res.status_mut() = status;
+    res
 }
 
 fn basic_credentials<B>(req: &Request<B>) -> Option<(String, String)> {
@@ -144,13 +204,6 @@ fn unauthorized() -> Response<Body> {
         http::HeaderValue::from_static("Basic realm=\"torrentdrive\", charset=\"UTF-8\""),
     );
     res
-}
-
-fn depth_is_infinity<B>(req: &Request<B>) -> bool {
-    req.headers()
-        .get("depth")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("infinity"))
 }
 
 /// RFC 4918 9.1: a server may refuse `Depth: infinity` with 403 and this precondition.

@@ -46,6 +46,19 @@ fn decode(name: &str, value: &[u8], with_content: bool) -> Option<DavProp> {
     })
 }
 
+/// (namespace, name, XML) of every dead property of a node, borrowed.
+pub(crate) fn decode_all_ref(xattrs: &[(String, Vec<u8>)]) -> Vec<(&str, &str, &[u8])> {
+    xattrs
+        .iter()
+        .filter_map(|(name, value)| {
+            let clark = name.strip_prefix(PREFIX)?.strip_prefix('{')?;
+            let (namespace, local) = clark.split_once('}')?;
+            let split = value.iter().position(|&b| b == 0)?;
+            Some((namespace, local, &value[split + 1..]))
+        })
+        .collect()
+}
+
 /// Every dead property of a node.
 pub(crate) fn decode_all(xattrs: &[(String, Vec<u8>)], with_content: bool) -> Vec<DavProp> {
     xattrs
