@@ -17,16 +17,13 @@ use torrentdrive_fs::{
     NodeKind, OpenOptions, RenameOptions, SetAttr, Usage, XattrChange,
 };
 
-use crate::blob::{BlobId, BlobReader, BlobStore, Staged};
+use crate::blob::{BlobId, BlobReader, BlobStore};
+use crate::staging::{blocking, read_at, Staging, SPILL};
 use crate::store::{
     from_nanos, now_nanos, to_nanos, Content, Kind, NodeRec, ReadTx, Store, StoreError, UserRec,
     WriteTx,
 };
 
-/// Content up to this size is stored in the metadata record instead of a blob.
-pub const INLINE_MAX: usize = 16 * 1024;
-/// Staged content is kept in memory up to this size, then moved to a temp file.
-const SPILL: usize = 1 << 20;
 /// Folders every drive has at its root, which can't be removed or renamed.
 pub const FIXED_FOLDERS: [&str; 2] = ["Add", "Downloads"];
 
@@ -48,20 +45,6 @@ const FREE_SPACE_TTL: Duration = Duration::from_millis(500);
 enum Base {
     Inline(Bytes),
     Blob(Arc<dyn BlobReader>),
-}
-
-enum Staging {
-    Mem(Vec<u8>),
-    File { staged: Staged, len: u64 },
-}
-
-impl Staging {
-    fn len(&self) -> u64 {
-        match self {
-            Staging::Mem(v) => v.len() as u64,
-            Staging::File { len, .. } => *len,
-        }
-    }
 }
 
 struct Handle {
@@ -101,27 +84,6 @@ fn attr_of(id: u64, rec: &NodeRec) -> Attr {
         read_only: false,
         has_xattrs: rec.has_xattrs,
     }
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> FsResult<T> + Send + 'static,
-) -> FsResult<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| FsError::Io(format!("worker failed: {e}")))?
-}
-
-/// Reads up to `buf.len()` bytes at `offset`, retrying short reads until end of file.
-fn read_full(r: &dyn BlobReader, buf: &mut [u8], offset: u64) -> FsResult<usize> {
-    let mut done = 0;
-    while done < buf.len() {
-        let n = r.read_at(&mut buf[done..], offset + done as u64)?;
-        if n == 0 {
-            break;
-        }
-        done += n;
-    }
-    Ok(done)
 }
 
 impl Storage {
@@ -308,92 +270,15 @@ impl UserDrive {
         if h.staging.is_some() {
             return Ok(());
         }
-        let staging = if h.truncated {
-            Staging::Mem(Vec::new())
-        } else {
-            match h.base.clone() {
-                Base::Inline(b) => Staging::Mem(b.to_vec()),
-                Base::Blob(reader) => {
-                    let (blobs, len) = (self.storage.blobs.clone(), h.base_size);
-                    blocking(move || {
-                        let staged = blobs.stage()?;
-                        let mut buf = vec![0u8; SPILL.min(len as usize)];
-                        let mut off = 0u64;
-                        while off < len {
-                            let n = read_full(&*reader, &mut buf, off)?;
-                            if n == 0 {
-                                return Err(FsError::Io("blob shorter than its file".into()));
-                            }
-                            staged.file().write_all_at(&buf[..n], off)?;
-                            off += n as u64;
-                        }
-                        Ok(Staging::File { staged, len })
-                    })
-                    .await?
-                }
+        let staging = match (&h.base, h.truncated) {
+            (_, true) => Staging::Mem(Vec::new()),
+            (Base::Inline(b), false) => Staging::Mem(b.to_vec()),
+            (Base::Blob(reader), false) => {
+                Staging::copy_of(&self.storage.blobs, reader.clone(), h.base_size).await?
             }
         };
         h.staging = Some(staging);
         Ok(())
-    }
-
-    /// Moves in-memory staging to a temp file.
-    async fn spill(&self, h: &mut Handle) -> FsResult<()> {
-        if let Some(Staging::Mem(v)) = &mut h.staging {
-            let data = std::mem::take(v);
-            let blobs = self.storage.blobs.clone();
-            let len = data.len() as u64;
-            let staged = blocking(move || {
-                let staged = blobs.stage()?;
-                staged.file().write_all_at(&data, 0)?;
-                Ok(staged)
-            })
-            .await?;
-            h.staging = Some(Staging::File { staged, len });
-        }
-        Ok(())
-    }
-
-    async fn resize_staging(&self, h: &mut Handle, size: u64) -> FsResult<()> {
-        if size > SPILL as u64 {
-            self.spill(h).await?;
-        }
-        match &mut h.staging {
-            Some(Staging::Mem(v)) => v.resize(size as usize, 0),
-            Some(Staging::File { staged, len }) => {
-                let f = staged.file().clone();
-                blocking(move || Ok(f.set_len(size)?)).await?;
-                *len = size;
-            }
-            None => return Err(FsError::BadHandle),
-        }
-        h.dirty = true;
-        Ok(())
-    }
-
-    /// Turns staged content into committed content (blob or inline), without linking it.
-    async fn materialize(&self, staging: Option<Staging>) -> FsResult<(Content, u64)> {
-        match staging {
-            None => Ok((Content::empty(), 0)),
-            Some(Staging::Mem(v)) if v.len() <= INLINE_MAX => {
-                let len = v.len() as u64;
-                Ok((Content::Inline(v), len))
-            }
-            Some(Staging::Mem(v)) => {
-                let blobs = self.storage.blobs.clone();
-                let len = v.len() as u64;
-                blocking(move || {
-                    let staged = blobs.stage()?;
-                    staged.file().write_all_at(&v, 0)?;
-                    Ok((Content::Blob(blobs.commit(staged)?), len))
-                })
-                .await
-            }
-            Some(Staging::File { staged, len }) => {
-                let blobs = self.storage.blobs.clone();
-                blocking(move || Ok((Content::Blob(blobs.commit(staged)?), len))).await
-            }
-        }
     }
 
     async fn read_attr(&self, id: u64) -> FsResult<Attr> {
@@ -402,8 +287,6 @@ impl UserDrive {
             .read(|tx| Ok(attr_of(id, &node_of!(tx, id, user)?)))
     }
 }
-
-use std::os::unix::fs::FileExt;
 
 #[async_trait]
 impl Drive for UserDrive {
@@ -552,7 +435,7 @@ impl Drive for UserDrive {
 
     async fn read(&self, fh: FileHandle, offset: u64, len: u32) -> FsResult<Bytes> {
         let handle = self.handle(fh)?;
-        let h = handle.lock().await;
+        let mut h = handle.lock().await;
         if h.user != self.user {
             return Err(FsError::BadHandle);
         }
@@ -565,30 +448,11 @@ impl Drive for UserDrive {
         if n == 0 {
             return Ok(Bytes::new());
         }
-        let start = offset as usize;
-        match (&h.staging, &h.base) {
-            (Some(Staging::Mem(v)), _) => Ok(Bytes::copy_from_slice(&v[start..start + n])),
-            (None, Base::Inline(b)) => Ok(b.slice(start..start + n)),
-            (Some(Staging::File { staged, .. }), _) => {
-                let f = staged.file().clone();
-                blocking(move || {
-                    let mut buf = vec![0u8; n];
-                    let got = read_full(&*f, &mut buf, offset)?;
-                    buf.truncate(got);
-                    Ok(Bytes::from(buf))
-                })
-                .await
-            }
-            (None, Base::Blob(r)) => {
-                let r = r.clone();
-                blocking(move || {
-                    let mut buf = vec![0u8; n];
-                    let got = read_full(&*r, &mut buf, offset)?;
-                    buf.truncate(got);
-                    Ok(Bytes::from(buf))
-                })
-                .await
-            }
+        let h = &mut *h;
+        match (&mut h.staging, &h.base) {
+            (Some(staging), _) => staging.read(offset, n).await,
+            (None, Base::Inline(b)) => Ok(b.slice(offset as usize..offset as usize + n)),
+            (None, Base::Blob(r)) => read_at(r.clone(), offset, n).await,
         }
     }
 
@@ -615,23 +479,9 @@ impl Drive for UserDrive {
                 }
             }
         }
-        if end > SPILL as u64 {
-            self.spill(&mut h).await?;
-        }
+        let blobs = self.storage.blobs.clone();
         match &mut h.staging {
-            Some(Staging::Mem(v)) => {
-                let (start, end) = (offset as usize, end as usize);
-                if v.len() < end {
-                    v.resize(end, 0);
-                }
-                v[start..end].copy_from_slice(data);
-            }
-            Some(Staging::File { staged, len }) => {
-                let f = staged.file().clone();
-                let data = data.to_vec();
-                blocking(move || Ok(f.write_all_at(&data, offset)?)).await?;
-                *len = (*len).max(end);
-            }
+            Some(staging) => staging.write(&blobs, offset, data).await?,
             None => return Err(FsError::BadHandle),
         }
         h.dirty = true;
@@ -662,7 +512,10 @@ impl Drive for UserDrive {
         if h.staging.is_none() && !h.truncated {
             self.ensure_staging(&mut h).await?;
         }
-        let (content, size) = self.materialize(h.staging.take()).await?;
+        let (content, size) = match h.staging.take() {
+            Some(staging) => staging.into_content(&self.storage.blobs).await?,
+            None => (Content::empty(), 0),
+        };
         let (user, name, target, deferred) =
             (self.user, self.name.clone(), h.node, h.deferred.clone());
         let new_content = content.clone();
@@ -910,7 +763,12 @@ impl Drive for UserDrive {
                     let mut h = handle.lock().await;
                     self.ensure_staging(&mut h).await?;
                     self.check_space(h.base_size, size).await?;
-                    self.resize_staging(&mut h, size).await?;
+                    let blobs = self.storage.blobs.clone();
+                    match &mut h.staging {
+                        Some(staging) => staging.resize(&blobs, size).await?,
+                        None => return Err(FsError::BadHandle),
+                    }
+                    h.dirty = true;
                     h.allowance = size;
                 }
                 self.flush(fh).await

@@ -12,5 +12,6 @@ pub mod drive;
 pub mod server;
 pub mod service;
 pub mod size;
+mod staging;
 pub mod store;
 pub mod users;
