@@ -77,6 +77,16 @@ impl LocalBlobStore {
         Ok(store)
     }
 
+    /// Deletes every staging file; returns how many. Only safe while nothing stages.
+    pub fn clear_staging(&self) -> io::Result<usize> {
+        let mut removed = 0;
+        for entry in fs::read_dir(&self.tmp)? {
+            fs::remove_file(entry?.path())?;
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
     fn path(&self, id: BlobId) -> PathBuf {
         let hex = format!("{id:032x}");
         self.blobs.join(&hex[..2]).join(hex)

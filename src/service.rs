@@ -51,7 +51,17 @@ impl Service {
             }
             other => other?,
         };
-        let blobs: Arc<dyn BlobStore> = Arc::new(LocalBlobStore::open(data).map_err(dir_err)?);
+        let local = LocalBlobStore::open(data).map_err(dir_err)?;
+        // Holding the database lock, nothing else can be writing: staging files left by a
+        // crash belong to uploads that never committed.
+        let removed = local.clear_staging().map_err(dir_err)?;
+        if removed > 0 {
+            tracing::info!(
+                removed,
+                "removed staging files of uploads interrupted by a stop"
+            );
+        }
+        let blobs: Arc<dyn BlobStore> = Arc::new(local);
         let storage = Storage::new(Arc::new(store), blobs);
         let users = Arc::new(Users::new(storage)?);
         Ok(Service {
