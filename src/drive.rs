@@ -18,7 +18,7 @@ use torrentdrive_fs::{
 };
 
 use crate::blob::{BlobId, BlobReader, BlobStore};
-use crate::staging::{blocking, read_at, Staging, SPILL};
+use crate::staging::{blocking, read_at, NewContent, Staging, SPILL};
 use crate::store::{
     from_nanos, now_nanos, to_nanos, Content, Kind, NodeRec, ReadTx, Store, StoreError, UserRec,
     WriteTx,
@@ -169,14 +169,9 @@ impl Storage {
         .await;
     }
 
-    async fn base_of(&self, content: &Content) -> FsResult<Base> {
-        match content {
-            Content::Inline(v) => Ok(Base::Inline(Bytes::copy_from_slice(v))),
-            &Content::Blob(id) => {
-                let blobs = self.blobs.clone();
-                blocking(move || Ok(Base::Blob(blobs.open(id)?))).await
-            }
-        }
+    async fn open_blob(&self, blob: BlobId) -> FsResult<Base> {
+        let blobs = self.blobs.clone();
+        blocking(move || Ok(Base::Blob(blobs.open(blob)?))).await
     }
 }
 
@@ -342,15 +337,38 @@ impl Drive for UserDrive {
 
     async fn open(&self, node: NodeId, opts: OpenOptions) -> FsResult<FileHandle> {
         let user = self.user;
-        let rec = self.storage.read(|tx| node_of!(tx, node.0, user))?;
-        if rec.kind == Kind::Dir {
-            return Err(FsError::IsADirectory);
-        }
+        let mut retried = false;
+        let (rec, base) = loop {
+            // Record and inline content from one snapshot, so they agree.
+            let (rec, inline) = self.storage.read(|tx| {
+                let rec = node_of!(tx, node.0, user)?;
+                let inline = match (rec.kind, rec.content) {
+                    (Kind::File, Content::Inline) => Some(tx.inline(node.0)?),
+                    _ => None,
+                };
+                Ok((rec, inline))
+            })?;
+            if rec.kind == Kind::Dir {
+                return Err(FsError::IsADirectory);
+            }
+            let base = match (inline, rec.content) {
+                (Some(data), _) => Base::Inline(Bytes::from(data)),
+                (None, Content::Blob(b)) => match self.storage.open_blob(b).await {
+                    // Replaced and deleted since the snapshot: look again.
+                    Err(FsError::NotFound) if !retried => {
+                        retried = true;
+                        continue;
+                    }
+                    other => other?,
+                },
+                (None, Content::Inline) => Base::Inline(Bytes::new()),
+            };
+            break (rec, base);
+        };
         if let Some(expected) = opts.expected_size.filter(|_| opts.write) {
             let base = if opts.truncate { 0 } else { rec.size };
             self.check_space(rec.size, base.max(expected)).await?;
         }
-        let base = self.storage.base_of(&rec.content).await?;
         Ok(self.storage.add_handle(Handle {
             user,
             node: Some(node.0),
@@ -451,7 +469,11 @@ impl Drive for UserDrive {
         let h = &mut *h;
         match (&mut h.staging, &h.base) {
             (Some(staging), _) => staging.read(offset, n).await,
-            (None, Base::Inline(b)) => Ok(b.slice(offset as usize..offset as usize + n)),
+            (None, Base::Inline(b)) => {
+                // Clamped: never panic on a record that disagrees with its content.
+                let start = (offset as usize).min(b.len());
+                Ok(b.slice(start..(start + n).min(b.len())))
+            }
             (None, Base::Blob(r)) => read_at(r.clone(), offset, n).await,
         }
     }
@@ -514,36 +536,32 @@ impl Drive for UserDrive {
         }
         let (content, size) = match h.staging.take() {
             Some(staging) => staging.into_content(&self.storage.blobs).await?,
-            None => (Content::empty(), 0),
+            None => (NewContent::Inline(Vec::new()), 0),
         };
         let (user, name, target, deferred) =
             (self.user, self.name.clone(), h.node, h.deferred.clone());
-        let new_content = content.clone();
+        let committed = Arc::new(content);
+        let to_commit = committed.clone();
         let result = self
             .storage
             .write(move |tx| {
-                commit_content(
-                    tx,
-                    user,
-                    &name,
-                    target,
-                    deferred.clone(),
-                    new_content.clone(),
-                    size,
-                )
+                commit_content(tx, user, &name, target, deferred.clone(), &to_commit, size)
             })
             .await;
         let (id, rec, dead) = match result {
             Ok(r) => r,
             Err(e) => {
-                if let Content::Blob(b) = content {
+                if let NewContent::Blob(b) = *committed {
                     self.storage.remove_blobs(vec![b]).await;
                 }
                 return Err(e);
             }
         };
         self.storage.remove_blobs(dead).await;
-        h.base = self.storage.base_of(&rec.content).await?;
+        h.base = match &*committed {
+            NewContent::Inline(v) => Base::Inline(Bytes::copy_from_slice(v)),
+            NewContent::Blob(b) => self.storage.open_blob(*b).await?,
+        };
         h.base_size = rec.size;
         h.node = Some(id);
         h.deferred = None;
@@ -726,6 +744,9 @@ impl Drive for UserDrive {
                     tx.add_blob_ref(b, 1)?;
                 }
                 let id = tx.next_id("node")?;
+                if src.content == Content::Inline {
+                    tx.set_inline(id, Some(&tx.inline(node.0)?))?;
+                }
                 let now = now_nanos();
                 let rec = NodeRec {
                     parent: new_parent.0,
@@ -874,7 +895,7 @@ pub(crate) fn new_node(
         mtime: now,
         ctime: now,
         version: 1,
-        content: Content::empty(),
+        content: Content::Inline,
         has_xattrs: false,
     };
     tx.put_node(id, &rec)?;
@@ -909,7 +930,7 @@ fn commit_content(
     user_name: &str,
     target: Option<u64>,
     deferred: Option<(u64, String)>,
-    content: Content,
+    content: &NewContent,
     size: u64,
 ) -> FsResult<(u64, NodeRec, Vec<BlobId>)> {
     let id = match (target, deferred) {
@@ -935,12 +956,19 @@ fn commit_content(
     check_quota(tx, user_name, used, rec.size, size)?;
     let mut dead = Vec::new();
     dead.extend(release_content(tx, &rec.content)?);
-    if let Content::Blob(b) = content {
-        tx.add_blob_ref(b, 1)?;
-    }
+    rec.content = match content {
+        NewContent::Inline(data) => {
+            tx.set_inline(id, Some(data))?;
+            Content::Inline
+        }
+        NewContent::Blob(b) => {
+            tx.add_blob_ref(*b, 1)?;
+            tx.set_inline(id, None)?;
+            Content::Blob(*b)
+        }
+    };
     let now = now_nanos();
     tx.set_usage(user, used.saturating_sub(rec.size) + size, nodes)?;
-    rec.content = content;
     rec.size = size;
     rec.mtime = now;
     rec.ctime = now;

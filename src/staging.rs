@@ -7,10 +7,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use torrentdrive_fs::{FsError, FsResult};
 
-use crate::blob::{BlobReader, BlobStore, Staged};
-use crate::store::Content;
+use crate::blob::{BlobId, BlobReader, BlobStore, Staged};
 
-/// Content up to this size is stored in the metadata record instead of a blob.
+/// Content up to this size is stored in the metadata database instead of a blob.
 pub const INLINE_MAX: usize = 16 * 1024;
 /// Staged content is kept in memory up to this size, then moved to a temp file.
 pub const SPILL: usize = 1 << 20;
@@ -47,6 +46,15 @@ pub(crate) async fn read_at(r: Arc<dyn BlobReader>, offset: u64, n: usize) -> Fs
         Ok(Bytes::from(buf))
     })
     .await
+}
+
+/// Content ready to be committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum NewContent {
+    /// Small: stored in the metadata database by the commit.
+    Inline(Vec<u8>),
+    /// A durable new blob.
+    Blob(BlobId),
 }
 
 pub(crate) enum Staging {
@@ -219,10 +227,13 @@ impl Staging {
     }
 
     /// Makes the content committable: inline if small, else a durable new blob.
-    pub(crate) async fn into_content(self, blobs: &Arc<dyn BlobStore>) -> FsResult<(Content, u64)> {
+    pub(crate) async fn into_content(
+        self,
+        blobs: &Arc<dyn BlobStore>,
+    ) -> FsResult<(NewContent, u64)> {
         let len = self.len();
         let staged = match self {
-            Staging::Mem(v) if v.len() <= INLINE_MAX => return Ok((Content::Inline(v), len)),
+            Staging::Mem(v) if v.len() <= INLINE_MAX => return Ok((NewContent::Inline(v), len)),
             Staging::Mem(v) => {
                 let blobs = blobs.clone();
                 blocking(move || {
@@ -238,7 +249,7 @@ impl Staging {
             }
         };
         let blobs = blobs.clone();
-        blocking(move || Ok((Content::Blob(blobs.commit(staged)?), len))).await
+        blocking(move || Ok((NewContent::Blob(blobs.commit(staged)?), len))).await
     }
 }
 
@@ -272,6 +283,6 @@ mod tests {
         );
         let (content, len) = s.into_content(&blobs).await.expect("commit");
         assert_eq!(len, 10);
-        assert!(matches!(content, Content::Blob(_)));
+        assert!(matches!(content, NewContent::Blob(_)));
     }
 }

@@ -24,6 +24,8 @@ const XATTRS: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("xattrs
 const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
 /// user id → (bytes used, nodes)
 const USAGE: TableDefinition<u64, (u64, u64)> = TableDefinition::new("usage");
+/// node id → content of a small file
+const INLINE: TableDefinition<u64, &[u8]> = TableDefinition::new("inline");
 /// blob id → number of files whose content it is
 const BLOB_REFS: TableDefinition<u128, u64> = TableDefinition::new("blob_refs");
 /// name → next value
@@ -82,18 +84,14 @@ pub enum Kind {
 }
 
 /// Where a file's bytes are.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Content {
-    /// Small files live in the record itself: one commit stores them.
-    Inline(Vec<u8>),
+    /// Small files live in the database (`INLINE`, under the node's id; no entry when
+    /// empty): one commit stores them. Kept out of the node record so that listings don't
+    /// read file contents.
+    Inline,
     /// A blob in the blob store, shared by copies (see `BLOB_REFS`).
     Blob(u128),
-}
-
-impl Content {
-    pub fn empty() -> Content {
-        Content::Inline(Vec::new())
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -184,6 +182,7 @@ pub struct ReadTx {
     users: OnceCell<ReadOnlyTable<&'static str, &'static [u8]>>,
     usage: OnceCell<ReadOnlyTable<u64, (u64, u64)>>,
     blob_refs: OnceCell<ReadOnlyTable<u128, u64>>,
+    inline: OnceCell<ReadOnlyTable<u64, &'static [u8]>>,
 }
 /// A write transaction: nothing is visible until the closure passed to `Store::write`
 /// returns `Ok`, and then all of it is, durably.
@@ -257,6 +256,13 @@ macro_rules! read_methods {
             Ok(v.map(|v| v.value()).unwrap_or((0, 0)))
         }
 
+        /// The content of a small file (empty if it has none).
+        pub fn inline(&self, id: u64) -> StoreResult<Vec<u8>> {
+            let t = self.inline_t()?;
+            let v = t.get(id)?;
+            Ok(v.map(|v| v.value().to_vec()).unwrap_or_default())
+        }
+
         pub fn blob_refs(&self, blob: u128) -> StoreResult<u64> {
             let t = self.blob_refs_t()?;
             let v = t.get(blob)?;
@@ -298,6 +304,7 @@ cached_tables! {
     users / users_t: USERS => &'static str, &'static [u8];
     usage / usage_t: USAGE => u64, (u64, u64);
     blob_refs / blob_refs_t: BLOB_REFS => u128, u64;
+    inline / inline_t: INLINE => u64, &'static [u8];
 }
 
 impl ReadTx {
@@ -316,8 +323,19 @@ impl WriteTx {
 
     pub fn remove_node(&self, id: u64) -> StoreResult<()> {
         self.0.open_table(NODES)?.remove(id)?;
+        self.0.open_table(INLINE)?.remove(id)?;
         let mut x = self.0.open_table(XATTRS)?;
         x.retain_in((id, "")..(id.saturating_add(1), ""), |_, _| false)?;
+        Ok(())
+    }
+
+    /// Sets (or, with `None` or empty data, removes) a small file's content.
+    pub fn set_inline(&self, id: u64, data: Option<&[u8]>) -> StoreResult<()> {
+        let mut t = self.0.open_table(INLINE)?;
+        match data {
+            Some(d) if !d.is_empty() => t.insert(id, d)?,
+            _ => t.remove(id)?,
+        };
         Ok(())
     }
 
@@ -460,6 +478,7 @@ impl Store {
             tx.0.open_table(USERS)?;
             tx.0.open_table(USAGE)?;
             tx.0.open_table(BLOB_REFS)?;
+            tx.0.open_table(INLINE)?;
             tx.0.open_table(COUNTERS)?;
             Ok::<_, StoreError>(())
         })?;
@@ -549,7 +568,7 @@ mod tests {
             mtime: -5,
             ctime: now_nanos(),
             version: 1,
-            content: Content::Inline(b"abc".to_vec()),
+            content: Content::Inline,
             has_xattrs: false,
         };
         store
