@@ -13,8 +13,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::sync::Mutex as AsyncMutex;
 use torrentdrive_fs::{
-    check_name, Attr, CreateOptions, DirEntry, Drive, FileHandle, FsError, FsResult, NodeId,
-    NodeKind, OpenOptions, RenameOptions, SetAttr, Usage, XattrChange,
+    check_complete, check_name, Attr, CreateOptions, DirEntry, Drive, FileHandle, FsError,
+    FsResult, NodeId, NodeKind, OpenOptions, RenameOptions, SetAttr, Usage, XattrChange,
 };
 
 use crate::blob::{BlobId, BlobReader, BlobStore};
@@ -27,11 +27,14 @@ use crate::store::{
 /// Folders every drive has at its root, which can't be removed or renamed.
 pub const FIXED_FOLDERS: [&str; 2] = ["Add", "Downloads"];
 
+/// Open handles: id → (owning user, state).
+type HandleTable = HashMap<u64, (u64, Arc<AsyncMutex<Handle>>)>;
+
 /// What all drives share: the stores and the open handles.
 pub struct Storage {
     store: Arc<Store>,
     blobs: Arc<dyn BlobStore>,
-    handles: Mutex<HashMap<u64, Arc<AsyncMutex<Handle>>>>,
+    handles: Mutex<HandleTable>,
     next_handle: AtomicU64,
     /// Free space of the blob store and when it was measured: every write checks it.
     free: Mutex<Option<(Instant, u64)>>,
@@ -48,7 +51,6 @@ enum Base {
 }
 
 struct Handle {
-    user: u64,
     /// `None` until a deferred create commits.
     node: Option<u64>,
     deferred: Option<(u64, String)>,
@@ -64,6 +66,17 @@ struct Handle {
     truncated: bool,
     /// Staged length already known to fit in the quota.
     allowance: u64,
+}
+
+impl Handle {
+    /// The length reads through this handle see.
+    fn visible_len(&self) -> u64 {
+        match &self.staging {
+            Some(s) => s.len(),
+            None if self.truncated => 0,
+            None => self.base_size,
+        }
+    }
 }
 
 fn kind_of(k: Kind) -> NodeKind {
@@ -142,13 +155,14 @@ impl Storage {
         self.store.write_async(f).await
     }
 
-    fn handles(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<AsyncMutex<Handle>>>> {
+    fn handles(&self) -> std::sync::MutexGuard<'_, HandleTable> {
         self.handles.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn add_handle(&self, h: Handle) -> FileHandle {
+    fn add_handle(&self, user: u64, h: Handle) -> FileHandle {
         let fh = self.next_handle.fetch_add(1, Ordering::Relaxed);
-        self.handles().insert(fh, Arc::new(AsyncMutex::new(h)));
+        self.handles()
+            .insert(fh, (user, Arc::new(AsyncMutex::new(h))));
         FileHandle(fh)
     }
 
@@ -227,10 +241,11 @@ impl UserDrive {
         parent == self.root && FIXED_FOLDERS.contains(&name)
     }
 
+    /// The state of one of this user's handles.
     fn handle(&self, fh: FileHandle) -> FsResult<Arc<AsyncMutex<Handle>>> {
         match self.storage.handles().get(&fh.0) {
-            Some(h) => Ok(h.clone()),
-            None => Err(FsError::BadHandle),
+            Some((user, h)) if *user == self.user => Ok(h.clone()),
+            _ => Err(FsError::BadHandle),
         }
     }
 
@@ -369,20 +384,22 @@ impl Drive for UserDrive {
             let base = if opts.truncate { 0 } else { rec.size };
             self.check_space(rec.size, base.max(expected)).await?;
         }
-        Ok(self.storage.add_handle(Handle {
+        Ok(self.storage.add_handle(
             user,
-            node: Some(node.0),
-            deferred: None,
-            writable: opts.write,
-            dirty: opts.write && opts.truncate,
-            expected: opts.expected_size.filter(|_| opts.write),
-            written: 0,
-            base,
-            base_size: rec.size,
-            staging: None,
-            truncated: opts.write && opts.truncate,
-            allowance: rec.size,
-        }))
+            Handle {
+                node: Some(node.0),
+                deferred: None,
+                writable: opts.write,
+                dirty: opts.write && opts.truncate,
+                expected: opts.expected_size.filter(|_| opts.write),
+                written: 0,
+                base,
+                base_size: rec.size,
+                staging: None,
+                truncated: opts.write && opts.truncate,
+                allowance: rec.size,
+            },
+        ))
     }
 
     async fn create(
@@ -433,35 +450,30 @@ impl Drive for UserDrive {
                 (Some(id), None, attr_of(id, &rec))
             }
         };
-        let fh = self.storage.add_handle(Handle {
+        let fh = self.storage.add_handle(
             user,
-            node,
-            deferred,
-            writable: true,
-            dirty: true,
-            expected: opts.expected_size,
-            written: 0,
-            base: Base::Inline(Bytes::new()),
-            // What the commit replaces; reads see nothing of it (`truncated`).
-            base_size: old,
-            staging: None,
-            truncated: true,
-            allowance: old,
-        });
+            Handle {
+                node,
+                deferred,
+                writable: true,
+                dirty: true,
+                expected: opts.expected_size,
+                written: 0,
+                base: Base::Inline(Bytes::new()),
+                // What the commit replaces; reads see nothing of it (`truncated`).
+                base_size: old,
+                staging: None,
+                truncated: true,
+                allowance: old,
+            },
+        );
         Ok((Attr { size: 0, ..attr }, fh))
     }
 
     async fn read(&self, fh: FileHandle, offset: u64, len: u32) -> FsResult<Bytes> {
         let handle = self.handle(fh)?;
         let mut h = handle.lock().await;
-        if h.user != self.user {
-            return Err(FsError::BadHandle);
-        }
-        let size = match &h.staging {
-            Some(s) => s.len(),
-            None if h.truncated => 0,
-            None => h.base_size,
-        };
+        let size = h.visible_len();
         let n = (len as u64).min(size.saturating_sub(offset)) as usize;
         if n == 0 {
             return Ok(Bytes::new());
@@ -481,7 +493,7 @@ impl Drive for UserDrive {
     async fn write(&self, fh: FileHandle, offset: u64, data: &[u8]) -> FsResult<u32> {
         let handle = self.handle(fh)?;
         let mut h = handle.lock().await;
-        if h.user != self.user || !h.writable {
+        if !h.writable {
             return Err(FsError::BadHandle);
         }
         let end = offset
@@ -514,23 +526,13 @@ impl Drive for UserDrive {
     async fn flush(&self, fh: FileHandle) -> FsResult<Attr> {
         let handle = self.handle(fh)?;
         let mut h = handle.lock().await;
-        if h.user != self.user {
-            return Err(FsError::BadHandle);
-        }
         if !h.dirty {
             return match h.node {
                 Some(id) => self.read_attr(id).await,
                 None => Err(FsError::BadHandle),
             };
         }
-        if let Some(expected) = h.expected {
-            if h.written != expected {
-                return Err(FsError::Incomplete {
-                    expected,
-                    written: h.written,
-                });
-            }
-        }
+        check_complete(h.expected, h.written)?;
         if h.staging.is_none() && !h.truncated {
             self.ensure_staging(&mut h).await?;
         }
@@ -572,10 +574,7 @@ impl Drive for UserDrive {
     }
 
     async fn release(&self, fh: FileHandle) -> FsResult<()> {
-        let handle = self.handle(fh)?;
-        if handle.lock().await.user != self.user {
-            return Err(FsError::BadHandle);
-        }
+        self.handle(fh)?;
         self.storage.handles().remove(&fh.0);
         Ok(())
     }
@@ -583,14 +582,7 @@ impl Drive for UserDrive {
     async fn handle_attr(&self, fh: FileHandle) -> FsResult<Attr> {
         let handle = self.handle(fh)?;
         let h = handle.lock().await;
-        if h.user != self.user {
-            return Err(FsError::BadHandle);
-        }
-        let size = match &h.staging {
-            Some(s) => s.len(),
-            None if h.truncated => 0,
-            None => h.base_size,
-        };
+        let size = h.visible_len();
         let mut attr = match h.node {
             Some(id) => self.read_attr(id).await?,
             None => Attr::uncommitted_file(SystemTime::now()),

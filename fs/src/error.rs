@@ -42,6 +42,15 @@ pub enum FsError {
 
 pub type FsResult<T> = Result<T, FsError>;
 
+/// Whether a writer that announced `expected` bytes (`OpenOptions::expected_size`) wrote
+/// them all: `flush` commits nothing otherwise.
+pub fn check_complete(expected: Option<u64>, written: u64) -> FsResult<()> {
+    match expected {
+        Some(expected) if expected != written => Err(FsError::Incomplete { expected, written }),
+        _ => Ok(()),
+    }
+}
+
 impl FsError {
     /// The errno a FUSE reply carries for this error.
     pub fn errno(&self) -> i32 {

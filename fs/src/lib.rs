@@ -13,7 +13,7 @@ mod name;
 mod types;
 
 pub use drive::Drive;
-pub use error::{FsError, FsResult};
+pub use error::{check_complete, FsError, FsResult};
 pub use memory::MemoryDrive;
 pub use name::{check_name, name_from_bytes, split_path, NAME_MAX};
 pub use types::{

@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::{
-    check_name, Attr, CreateOptions, DirEntry, Drive, FileHandle, FsError, FsResult, NodeId,
-    NodeKind, OpenOptions, RenameOptions, SetAttr, Usage, XattrChange,
+    check_complete, check_name, Attr, CreateOptions, DirEntry, Drive, FileHandle, FsError,
+    FsResult, NodeId, NodeKind, OpenOptions, RenameOptions, SetAttr, Usage, XattrChange,
 };
 
 const ROOT: NodeId = NodeId(1);
@@ -381,14 +381,7 @@ impl Drive for MemoryDrive {
                 None => Err(FsError::BadHandle),
             };
         }
-        if let Some(expected) = h.expected {
-            if h.written != expected {
-                return Err(FsError::Incomplete {
-                    expected,
-                    written: h.written,
-                });
-            }
-        }
+        check_complete(h.expected, h.written)?;
         let data = h.data.clone();
         let id = match (h.node, h.deferred.clone()) {
             (Some(id), _) => id,
