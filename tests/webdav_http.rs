@@ -410,3 +410,114 @@ fn large_transfers_keep_memory_flat() {
         "RSS grew from {before} to {after} KiB"
     );
 }
+
+#[test]
+fn dead_properties_and_propfind_details() {
+    let Some((s, u)) = setup() else { return };
+    s.add_user("v", "v-password", None);
+    let v = creds("v", "v-password");
+    for who in [&u, &v] {
+        assert_eq!(
+            curl(&["-u", who, "-X", "MKCOL", &s.url("/shared-name")]).0,
+            201
+        );
+    }
+    let set = r#"<?xml version="1.0"?><D:propertyupdate xmlns:D="DAV:" xmlns:Z="urn:example"><D:set><D:prop><Z:color>blue &amp; green</Z:color></D:prop></D:set></D:propertyupdate>"#;
+    let (code, _) = curl(&[
+        "-u",
+        &u,
+        "-X",
+        "PROPPATCH",
+        "--data",
+        set,
+        &s.url("/shared-name"),
+    ]);
+    assert_eq!(code, 207);
+    let ask = r#"<?xml version="1.0"?><D:propfind xmlns:D="DAV:"><D:prop><Z:color xmlns:Z="urn:example"/><D:getetag/><Q:nothing xmlns:Q="urn:q"/></D:prop></D:propfind>"#;
+    let (code, body) = curl(&[
+        "-u",
+        &u,
+        "-X",
+        "PROPFIND",
+        "-H",
+        "Depth: 0",
+        "--data",
+        ask,
+        &s.url("/shared-name"),
+    ]);
+    assert_eq!(code, 207);
+    let body = String::from_utf8_lossy(&body).into_owned();
+    assert!(body.contains("blue &amp; green"), "{body}");
+    assert!(body.contains("<D:getetag>\""), "quoted entity tag: {body}");
+    assert!(
+        body.contains("404 Not Found") && body.contains("nothing"),
+        "{body}"
+    );
+    // The other user's folder of the same name has no such property.
+    let (_, body) = curl(&[
+        "-u",
+        &v,
+        "-X",
+        "PROPFIND",
+        "-H",
+        "Depth: 0",
+        "--data",
+        ask,
+        &s.url("/shared-name"),
+    ]);
+    assert!(!String::from_utf8_lossy(&body).contains("blue"));
+    // propname lists it; allprop includes it.
+    let names = r#"<?xml version="1.0"?><D:propfind xmlns:D="DAV:"><D:propname/></D:propfind>"#;
+    let (_, body) = curl(&[
+        "-u",
+        &u,
+        "-X",
+        "PROPFIND",
+        "-H",
+        "Depth: 0",
+        "--data",
+        names,
+        &s.url("/shared-name"),
+    ]);
+    assert!(String::from_utf8_lossy(&body).contains("color"));
+    let (_, body) = curl(&[
+        "-u",
+        &u,
+        "-X",
+        "PROPFIND",
+        "-H",
+        "Depth: 0",
+        &s.url("/shared-name"),
+    ]);
+    assert!(String::from_utf8_lossy(&body).contains("blue &amp; green"));
+    // The PROPFIND ETag is the one GET sends.
+    curl(&[
+        "-u",
+        &u,
+        "--data-binary",
+        "x",
+        "-X",
+        "PUT",
+        &s.url("/f.txt"),
+    ]);
+    let (_, head) = curl(&["-u", &u, "-I", &s.url("/f.txt")]);
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let etag = header(&head, "etag").expect("etag").to_owned();
+    let (_, body) = curl(&[
+        "-u",
+        &u,
+        "-X",
+        "PROPFIND",
+        "-H",
+        "Depth: 0",
+        &s.url("/f.txt"),
+    ]);
+    assert!(String::from_utf8_lossy(&body).contains(&format!("<D:getetag>{etag}</D:getetag>")));
+    // Names that need escaping come back percent-encoded in hrefs.
+    assert_eq!(
+        curl(&["-u", &u, "-X", "MKCOL", &s.url("/a%20%26%20b")]).0,
+        201
+    );
+    let (_, body) = curl(&["-u", &u, "-X", "PROPFIND", "-H", "Depth: 1", &s.url("/")]);
+    assert!(String::from_utf8_lossy(&body).contains("<D:href>/dav/a%20%26%20b/</D:href>"));
+}

@@ -110,7 +110,8 @@ impl DavDirEntry for Entry {
 }
 
 /// dav-server's view of the signed-in user's drive. Stateless: the drive comes with the
-/// credentials of each call.
+/// credentials of each call. PROPFIND never reaches it (see `propfind`), so it only stores
+/// dead properties (PROPPATCH) and doesn't read them.
 #[derive(Clone, Copy)]
 pub struct DriveFs;
 
@@ -292,40 +293,6 @@ impl GuardedFileSystem<DavUser> for DriveFs {
                 .await
                 .map_err(dav_error)?;
             Ok(result)
-        }
-        .boxed()
-    }
-
-    fn get_props<'a>(
-        &'a self,
-        path: &'a DavPath,
-        do_content: bool,
-        user: &'a DavUser,
-    ) -> FsFuture<'a, Vec<DavProp>> {
-        async move {
-            let attr = resolve(user, path).await?;
-            if !attr.has_xattrs {
-                return Ok(Vec::new());
-            }
-            let xattrs = user.drive.xattrs(attr.id).await.map_err(dav_error)?;
-            Ok(props::decode_all(&xattrs, do_content))
-        }
-        .boxed()
-    }
-
-    fn get_prop<'a>(
-        &'a self,
-        path: &'a DavPath,
-        prop: DavProp,
-        user: &'a DavUser,
-    ) -> FsFuture<'a, Vec<u8>> {
-        async move {
-            let attr = resolve(user, path).await?;
-            if !attr.has_xattrs {
-                return Err(DavError::NotFound);
-            }
-            let xattrs = user.drive.xattrs(attr.id).await.map_err(dav_error)?;
-            props::find(&xattrs, &prop).ok_or(DavError::NotFound)
         }
         .boxed()
     }

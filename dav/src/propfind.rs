@@ -433,7 +433,7 @@ fn element_xml(e: &Element) -> String {
 
 /// Dead properties as ((namespace, name), XML), from the stored extended attributes.
 fn dead_props(xattrs: &[(String, Vec<u8>)]) -> Vec<((&str, &str), String)> {
-    crate::props::decode_all_ref(xattrs)
+    crate::props::stored(xattrs)
         .into_iter()
         .map(|(ns, name, xml)| {
             let xml = String::from_utf8_lossy(xml);

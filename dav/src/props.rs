@@ -1,7 +1,7 @@
 //! WebDAV dead properties stored as drive extended attributes.
 //!
-//! Name: `dav:{namespace}name` (Clark notation). Value: the prefix, a NUL, then the
-//! property's XML as the client sent it.
+//! Name: `dav:{namespace}name` (Clark notation). Value: the property's XML element as
+//! dav-server serialised it from the PROPPATCH.
 
 use dav_server::fs::DavProp;
 use http::StatusCode;
@@ -18,12 +18,7 @@ pub(crate) fn patch(patch: Vec<(bool, DavProp)>) -> (Vec<XattrChange>, Vec<(Stat
     let mut changes = Vec::with_capacity(patch.len());
     let mut result = Vec::with_capacity(patch.len());
     for (set, prop) in patch {
-        let value = set.then(|| {
-            let mut v = prop.prefix.clone().unwrap_or_default().into_bytes();
-            v.push(0);
-            v.extend_from_slice(prop.xml.as_deref().unwrap_or_default());
-            v
-        });
+        let value = set.then(|| prop.xml.clone().unwrap_or_default());
         changes.push(XattrChange {
             name: key(&prop.namespace, &prop.name),
             value,
@@ -33,45 +28,16 @@ pub(crate) fn patch(patch: Vec<(bool, DavProp)>) -> (Vec<XattrChange>, Vec<(Stat
     (changes, result)
 }
 
-fn decode(name: &str, value: &[u8], with_content: bool) -> Option<DavProp> {
-    let clark = name.strip_prefix(PREFIX)?.strip_prefix('{')?;
-    let (namespace, local) = clark.split_once('}')?;
-    let split = value.iter().position(|&b| b == 0)?;
-    let prefix = String::from_utf8(value[..split].to_vec()).ok()?;
-    Some(DavProp {
-        name: local.to_owned(),
-        prefix: (!prefix.is_empty()).then_some(prefix),
-        namespace: (!namespace.is_empty()).then(|| namespace.to_owned()),
-        xml: with_content.then(|| value[split + 1..].to_vec()),
-    })
-}
-
-/// (namespace, name, XML) of every dead property of a node, borrowed.
-pub(crate) fn decode_all_ref(xattrs: &[(String, Vec<u8>)]) -> Vec<(&str, &str, &[u8])> {
+/// (namespace, name, XML) of every dead property among a node's extended attributes.
+pub(crate) fn stored(xattrs: &[(String, Vec<u8>)]) -> Vec<(&str, &str, &[u8])> {
     xattrs
         .iter()
         .filter_map(|(name, value)| {
             let clark = name.strip_prefix(PREFIX)?.strip_prefix('{')?;
             let (namespace, local) = clark.split_once('}')?;
-            let split = value.iter().position(|&b| b == 0)?;
-            Some((namespace, local, &value[split + 1..]))
+            Some((namespace, local, value.as_slice()))
         })
         .collect()
-}
-
-/// Every dead property of a node.
-pub(crate) fn decode_all(xattrs: &[(String, Vec<u8>)], with_content: bool) -> Vec<DavProp> {
-    xattrs
-        .iter()
-        .filter_map(|(name, value)| decode(name, value, with_content))
-        .collect()
-}
-
-/// The XML of one dead property.
-pub(crate) fn find(xattrs: &[(String, Vec<u8>)], prop: &DavProp) -> Option<Vec<u8>> {
-    let wanted = key(&prop.namespace, &prop.name);
-    let (name, value) = xattrs.iter().find(|(name, _)| *name == wanted)?;
-    decode(name, value, true)?.xml
 }
 
 #[cfg(test)]
@@ -88,15 +54,14 @@ mod tests {
         };
         let (changes, result) = patch(vec![(true, prop.clone())]);
         assert_eq!(result[0].0, StatusCode::OK);
-        let stored: Vec<_> = changes
+        let saved: Vec<_> = changes
             .into_iter()
             .map(|c| (c.name, c.value.unwrap_or_default()))
             .collect();
-        let back = decode_all(&stored, true);
+        let back = stored(&saved);
         assert_eq!(back.len(), 1);
-        assert_eq!(back[0].name, "color");
-        assert_eq!(back[0].namespace, prop.namespace);
-        assert_eq!(back[0].prefix, prop.prefix);
-        assert_eq!(find(&stored, &prop), prop.xml);
+        let (ns, name, xml) = back[0];
+        assert_eq!((ns, name), ("http://example.com/ns", "color"));
+        assert_eq!(Some(xml.to_vec()), prop.xml);
     }
 }
