@@ -1,8 +1,8 @@
 //! `Drive` over the metadata store and the blob store: one user's tree.
 //!
 //! Writes are staged per handle (in memory, then in a temp file past `SPILL`) and committed
-//! by `flush` in one transaction: small content inline in the record, larger content as a
-//! new blob. Readers keep the version they opened; nobody sees a partial write.
+//! by `flush` in one transaction: small content in the database itself, larger content as
+//! a new blob. Readers keep the version they opened; nobody sees a partial write.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -249,12 +249,12 @@ impl UserDrive {
         }
     }
 
-    /// (used, quota) of this user, for checks outside a transaction.
-    async fn limits(&self) -> FsResult<(u64, Option<u64>)> {
-        let (user, name) = (self.user, self.name.clone());
+    /// (bytes used, nodes, quota) of this user.
+    fn account(&self) -> FsResult<(u64, u64, Option<u64>)> {
         self.storage.read(|tx| {
-            let quota = tx.user(&name)?.ok_or(FsError::PermissionDenied)?.quota;
-            Ok((tx.usage(user)?.0, quota))
+            let quota = tx.user(&self.name)?.ok_or(FsError::PermissionDenied)?.quota;
+            let (used, nodes) = tx.usage(self.user)?;
+            Ok((used, nodes, quota))
         })
     }
 
@@ -263,7 +263,7 @@ impl UserDrive {
         if new <= old {
             return Ok(());
         }
-        let (used, quota) = self.limits().await?;
+        let (used, _, quota) = self.account()?;
         if let Some(q) = quota {
             if used.saturating_sub(old).saturating_add(new) > q {
                 return Err(FsError::QuotaExceeded);
@@ -291,10 +291,9 @@ impl UserDrive {
         Ok(())
     }
 
-    async fn read_attr(&self, id: u64) -> FsResult<Attr> {
-        let user = self.user;
+    fn read_attr(&self, id: u64) -> FsResult<Attr> {
         self.storage
-            .read(|tx| Ok(attr_of(id, &node_of!(tx, id, user)?)))
+            .read(|tx| Ok(attr_of(id, &node_of!(tx, id, self.user)?)))
     }
 }
 
@@ -305,16 +304,16 @@ impl Drive for UserDrive {
     }
 
     async fn lookup(&self, parent: NodeId, name: &str) -> FsResult<Attr> {
-        let (user, name) = (self.user, name.to_owned());
+        let user = self.user;
         self.storage.read(|tx| {
             dir_of!(tx, parent.0, user);
-            let id = tx.child(parent.0, &name)?.ok_or(FsError::NotFound)?;
+            let id = tx.child(parent.0, name)?.ok_or(FsError::NotFound)?;
             Ok(attr_of(id, &node_of!(tx, id, user)?))
         })
     }
 
     async fn getattr(&self, node: NodeId) -> FsResult<Attr> {
-        self.read_attr(node.0).await
+        self.read_attr(node.0)
     }
 
     async fn list(&self, dir: NodeId) -> FsResult<Vec<DirEntry>> {
@@ -335,11 +334,10 @@ impl Drive for UserDrive {
 
     async fn resolve(&self, names: &[&str]) -> FsResult<Attr> {
         let (user, root) = (self.user, self.root);
-        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
         self.storage.read(|tx| {
             let mut id = root;
             let mut rec = node_of!(tx, id, user)?;
-            for name in &names {
+            for name in names {
                 if rec.kind != Kind::Dir {
                     return Err(FsError::NotADirectory);
                 }
@@ -409,10 +407,10 @@ impl Drive for UserDrive {
         opts: CreateOptions,
     ) -> FsResult<(Attr, FileHandle)> {
         check_name(name)?;
-        let (user, owned_name) = (self.user, name.to_owned());
+        let user = self.user;
         let existing = self.storage.read(|tx| {
             dir_of!(tx, parent.0, user);
-            match tx.child(parent.0, &owned_name)? {
+            match tx.child(parent.0, name)? {
                 Some(id) => Ok(Some((id, node_of!(tx, id, user)?))),
                 None => Ok(None),
             }
@@ -528,7 +526,7 @@ impl Drive for UserDrive {
         let mut h = handle.lock().await;
         if !h.dirty {
             return match h.node {
-                Some(id) => self.read_attr(id).await,
+                Some(id) => self.read_attr(id),
                 None => Err(FsError::BadHandle),
             };
         }
@@ -584,7 +582,7 @@ impl Drive for UserDrive {
         let h = handle.lock().await;
         let size = h.visible_len();
         let mut attr = match h.node {
-            Some(id) => self.read_attr(id).await?,
+            Some(id) => self.read_attr(id)?,
             None => Attr::uncommitted_file(SystemTime::now()),
         };
         attr.size = size;
@@ -760,7 +758,7 @@ impl Drive for UserDrive {
     }
 
     async fn setattr(&self, node: NodeId, changes: SetAttr) -> FsResult<Attr> {
-        let mut attr = self.read_attr(node.0).await?;
+        let mut attr = self.read_attr(node.0)?;
         if let Some(size) = changes.size {
             if attr.is_dir() {
                 return Err(FsError::IsADirectory);
@@ -807,11 +805,7 @@ impl Drive for UserDrive {
     }
 
     async fn usage(&self) -> FsResult<Usage> {
-        let (user, name) = (self.user, self.name.clone());
-        let ((used, nodes), quota) = self.storage.read(|tx| {
-            let quota = tx.user(&name)?.ok_or(FsError::PermissionDenied)?.quota;
-            Ok((tx.usage(user)?, quota))
-        })?;
+        let (used, nodes, quota) = self.account()?;
         let free = self.storage.free_space()?;
         let available = quota.map_or(free, |q| q.saturating_sub(used).min(free));
         Ok(Usage {
