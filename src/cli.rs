@@ -12,6 +12,7 @@ use crate::control;
 use crate::server::{self, ServeOptions};
 use crate::service::{OpenError, Service};
 use crate::size::{format_size, parse_size};
+use crate::torrents::engine::EngineOptions;
 
 #[derive(Parser)]
 #[command(
@@ -39,10 +40,50 @@ enum Command {
         /// Address for HTTP (WebDAV).
         #[arg(long, env = "TORRENTDRIVE_LISTEN", default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
+        #[command(flatten)]
+        engine: EngineArgs,
     },
     /// Manage users (works with or without a running daemon).
     #[command(subcommand)]
     User(UserCommand),
+}
+
+#[derive(Args)]
+struct EngineArgs {
+    /// Address where the torrent engine accepts peers (`off`: accept none).
+    #[arg(
+        long,
+        env = "TORRENTDRIVE_TORRENT_LISTEN",
+        default_value = "0.0.0.0:4240"
+    )]
+    torrent_listen: String,
+    /// Don't use the DHT to find peers.
+    #[arg(long, env = "TORRENTDRIVE_NO_DHT")]
+    no_dht: bool,
+    /// Don't look for peers on the local network (LSD).
+    #[arg(long, env = "TORRENTDRIVE_NO_LSD")]
+    no_lsd: bool,
+    /// Seconds a read of a not yet downloaded range may wait before it fails.
+    #[arg(long, env = "TORRENTDRIVE_READ_TIMEOUT", default_value_t = 60)]
+    read_timeout: u64,
+}
+
+impl EngineArgs {
+    fn options(&self) -> anyhow::Result<EngineOptions> {
+        let listen = match self.torrent_listen.as_str() {
+            "off" => None,
+            addr => Some(
+                addr.parse()
+                    .with_context(|| format!("--torrent-listen: `{addr}` is not an address"))?,
+            ),
+        };
+        Ok(EngineOptions {
+            listen,
+            dht: !self.no_dht,
+            lsd: !self.no_lsd,
+            read_timeout: std::time::Duration::from_secs(self.read_timeout.max(1)),
+        })
+    }
 }
 
 #[derive(Args)]
@@ -179,13 +220,14 @@ fn init_logging() {
 pub fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { listen } => {
+        Command::Serve { listen, engine } => {
             init_logging();
+            let engine = engine.options()?;
             let service = Service::open(&cli.data)?;
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
-            runtime.block_on(server::serve(service, ServeOptions { listen }))
+            runtime.block_on(server::serve(service, ServeOptions { listen, engine }))
         }
         Command::User(cmd) => run_user(&cli.data, cmd),
     }

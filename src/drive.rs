@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
@@ -23,6 +23,10 @@ use crate::store::{
     from_nanos, now_nanos, to_nanos, Content, Kind, NodeRec, ReadTx, Store, StoreError, UserRec,
     WriteTx,
 };
+use crate::torrents::engine::FileStream;
+use crate::torrents::metainfo::hex;
+use crate::torrents::pickup::remove_error_file;
+use crate::torrents::Torrents;
 
 /// Folders every drive has at its root, which can't be removed or renamed.
 pub const FIXED_FOLDERS: [&str; 2] = ["Add", "Downloads"];
@@ -38,16 +42,23 @@ pub struct Storage {
     next_handle: AtomicU64,
     /// Free space of the blob store and when it was measured: every write checks it.
     free: Mutex<Option<(Instant, u64)>>,
+    torrents: OnceLock<Arc<Torrents>>,
 }
 
 /// How long a free-space reading is trusted.
 const FREE_SPACE_TTL: Duration = Duration::from_millis(500);
 
 /// The committed content a handle reads when it has no staged content.
-#[derive(Clone)]
 enum Base {
     Inline(Bytes),
     Blob(Arc<dyn BlobReader>),
+    /// A torrent file, read through the engine; the stream is opened by the first read and
+    /// kept for the handle's life (one per handle: streams are a scarce engine resource).
+    Torrent {
+        hash: [u8; 20],
+        file: u32,
+        stream: Option<FileStream>,
+    },
 }
 
 struct Handle {
@@ -94,7 +105,7 @@ fn attr_of(id: u64, rec: &NodeRec) -> Attr {
         mtime: from_nanos(rec.mtime),
         ctime: from_nanos(rec.ctime),
         version: rec.version,
-        read_only: false,
+        read_only: matches!(rec.content, Content::Torrent { .. }),
         has_xattrs: rec.has_xattrs,
     }
 }
@@ -107,6 +118,7 @@ impl Storage {
             handles: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
             free: Mutex::new(None),
+            torrents: OnceLock::new(),
         })
     }
 
@@ -166,18 +178,47 @@ impl Storage {
         FileHandle(fh)
     }
 
-    /// Deletes blobs a commit left unreferenced. A failure only leaves an orphan behind.
-    async fn remove_blobs(&self, dead: Vec<BlobId>) {
+    /// The torrent subsystem, once the daemon has started it.
+    pub fn torrents(&self) -> Option<&Arc<Torrents>> {
+        self.torrents.get()
+    }
+
+    pub fn set_torrents(&self, torrents: Arc<Torrents>) {
+        let _ = self.torrents.set(torrents);
+    }
+
+    /// Deletes content a commit left unreferenced: blobs now, torrent data in the background.
+    /// A failure only leaves an orphan behind, for the janitor.
+    pub(crate) fn dispose(&self, dead: Vec<Dead>) {
+        for d in dead {
+            match d {
+                Dead::Blob(id) => {
+                    if let Err(e) = self.blobs.remove(id) {
+                        tracing::warn!(blob = %format!("{id:032x}"), error = %e, "removing blob");
+                    }
+                }
+                Dead::Torrent(hash) => {
+                    match (self.torrents.get(), tokio::runtime::Handle::try_current()) {
+                        (Some(torrents), Ok(rt)) => {
+                            let torrents = torrents.clone();
+                            rt.spawn(async move { torrents.forget(&hash).await });
+                        }
+                        _ => {
+                            tracing::info!(torrent = %hex(&hash), "no engine running: torrent data left for later")
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn dispose_async(self: &Arc<Self>, dead: Vec<Dead>) {
         if dead.is_empty() {
             return;
         }
-        let blobs = self.blobs.clone();
+        let me = self.clone();
         let _ = blocking(move || {
-            for id in dead {
-                if let Err(e) = blobs.remove(id) {
-                    tracing::warn!(blob = %format!("{id:032x}"), error = %e, "removing blob");
-                }
-            }
+            me.dispose(dead);
             Ok(())
         })
         .await;
@@ -189,23 +230,56 @@ impl Storage {
     }
 }
 
-/// Drops a node's claim on its content; returns a blob that nothing references any more.
-pub(crate) fn release_content(
-    tx: &WriteTx,
-    content: &Content,
-) -> Result<Option<BlobId>, StoreError> {
+/// Content nothing references any more, to delete once the commit that dropped it is done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dead {
+    Blob(BlobId),
+    Torrent([u8; 20]),
+}
+
+/// Drops a node's claim on its content; returns content nothing references any more.
+pub(crate) fn release_content(tx: &WriteTx, content: &Content) -> Result<Option<Dead>, StoreError> {
     match content {
-        Content::Blob(id) if tx.add_blob_ref(*id, -1)? == 0 => Ok(Some(*id)),
-        _ => Ok(None),
+        Content::Inline => Ok(None),
+        Content::Blob(id) => Ok((tx.add_blob_ref(*id, -1)? == 0).then_some(Dead::Blob(*id))),
+        Content::Torrent { hash, .. } => {
+            let Some(mut rec) = tx.torrent(hash)? else {
+                return Ok(None);
+            };
+            rec.refs = rec.refs.saturating_sub(1);
+            if rec.refs == 0 {
+                tx.remove_torrent(hash)?;
+                Ok(Some(Dead::Torrent(*hash)))
+            } else {
+                tx.put_torrent(hash, &rec)?;
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// Takes one more reference on a node's content (a copy).
+fn share_content(tx: &WriteTx, from: u64, to: u64, content: &Content) -> Result<(), StoreError> {
+    match content {
+        Content::Inline => tx.set_inline(to, Some(&tx.inline(from)?)),
+        Content::Blob(b) => tx.add_blob_ref(*b, 1).map(|_| ()),
+        Content::Torrent { hash, .. } => match tx.torrent(hash)? {
+            Some(mut rec) => {
+                rec.refs += 1;
+                tx.put_torrent(hash, &rec)
+            }
+            None => Ok(()),
+        },
     }
 }
 
 /// One user's drive.
+#[derive(Clone)]
 pub struct UserDrive {
-    storage: Arc<Storage>,
-    user: u64,
-    name: String,
-    root: u64,
+    pub(crate) storage: Arc<Storage>,
+    pub(crate) user: u64,
+    pub(crate) name: String,
+    pub(crate) root: u64,
 }
 
 /// The node `id` if it belongs to `user`.
@@ -286,6 +360,7 @@ impl UserDrive {
             (Base::Blob(reader), false) => {
                 Staging::copy_of(&self.storage.blobs, reader.clone(), h.base_size).await?
             }
+            (Base::Torrent { .. }, false) => return Err(FsError::ReadOnly),
         };
         h.staging = Some(staging);
         Ok(())
@@ -375,6 +450,16 @@ impl Drive for UserDrive {
                     other => other?,
                 },
                 (None, Content::Inline) => Base::Inline(Bytes::new()),
+                (None, Content::Torrent { hash, file }) => {
+                    if opts.write {
+                        return Err(FsError::ReadOnly);
+                    }
+                    Base::Torrent {
+                        hash,
+                        file,
+                        stream: None,
+                    }
+                }
             };
             break (rec, base);
         };
@@ -418,6 +503,9 @@ impl Drive for UserDrive {
         let old = match &existing {
             Some(_) if opts.exclusive => return Err(FsError::Exists),
             Some((_, rec)) if rec.kind == Kind::Dir => return Err(FsError::IsADirectory),
+            Some((_, rec)) if matches!(rec.content, Content::Torrent { .. }) => {
+                return Err(FsError::ReadOnly)
+            }
             Some((_, rec)) => rec.size,
             None => 0,
         };
@@ -477,7 +565,7 @@ impl Drive for UserDrive {
             return Ok(Bytes::new());
         }
         let h = &mut *h;
-        match (&mut h.staging, &h.base) {
+        match (&mut h.staging, &mut h.base) {
             (Some(staging), _) => staging.read(offset, n).await,
             (None, Base::Inline(b)) => {
                 // Clamped: never panic on a record that disagrees with its content.
@@ -485,6 +573,20 @@ impl Drive for UserDrive {
                 Ok(b.slice(start..(start + n).min(b.len())))
             }
             (None, Base::Blob(r)) => read_at(r.clone(), offset, n).await,
+            (None, Base::Torrent { hash, file, stream }) => {
+                let torrents = self
+                    .storage
+                    .torrents()
+                    .ok_or_else(|| FsError::Io("the torrent engine is not running".into()))?;
+                let engine = torrents.engine();
+                if stream.is_none() {
+                    *stream = Some(engine.open(hash, *file).await?);
+                }
+                match stream {
+                    Some(s) => engine.read(s, offset, n).await,
+                    None => Err(FsError::BadHandle),
+                }
+            }
         }
     }
 
@@ -552,12 +654,12 @@ impl Drive for UserDrive {
             Ok(r) => r,
             Err(e) => {
                 if let NewContent::Blob(b) = *committed {
-                    self.storage.remove_blobs(vec![b]).await;
+                    self.storage.dispose_async(vec![Dead::Blob(b)]).await;
                 }
                 return Err(e);
             }
         };
-        self.storage.remove_blobs(dead).await;
+        self.storage.dispose_async(dead).await;
         h.base = match &*committed {
             NewContent::Inline(v) => Base::Inline(Bytes::copy_from_slice(v)),
             NewContent::Blob(b) => self.storage.open_blob(*b).await?,
@@ -568,6 +670,7 @@ impl Drive for UserDrive {
         h.dirty = false;
         h.truncated = false;
         h.allowance = rec.size;
+        self.after_commit(id, &rec);
         Ok(attr_of(id, &rec))
     }
 
@@ -605,7 +708,7 @@ impl Drive for UserDrive {
     }
 
     async fn unlink(&self, parent: NodeId, name: &str) -> FsResult<()> {
-        let (user, name) = (self.user, name.to_owned());
+        let (user, root, name) = (self.user, self.root, name.to_owned());
         let dead = self
             .storage
             .write(move |tx| {
@@ -615,10 +718,13 @@ impl Drive for UserDrive {
                 if rec.kind == Kind::Dir {
                     return Err(FsError::IsADirectory);
                 }
-                Ok(remove_node(tx, user, id, &rec)?)
+                let mut dead: Vec<Dead> = remove_node(tx, user, id, &rec)?.into_iter().collect();
+                // A file dropped into /Add takes its error file with it.
+                dead.extend(remove_error_file(tx, user, root, parent.0, &name)?);
+                Ok(dead)
             })
             .await?;
-        self.storage.remove_blobs(dead.into_iter().collect()).await;
+        self.storage.dispose_async(dead).await;
         Ok(())
     }
 
@@ -711,7 +817,7 @@ impl Drive for UserDrive {
                 Ok(dead)
             })
             .await?;
-        self.storage.remove_blobs(dead.into_iter().collect()).await;
+        self.storage.dispose_async(dead.into_iter().collect()).await;
         Ok(())
     }
 
@@ -730,13 +836,8 @@ impl Drive for UserDrive {
                 }
                 let (used, nodes) = tx.usage(user)?;
                 check_quota(tx, &uname, used, 0, src.size)?;
-                if let Content::Blob(b) = src.content {
-                    tx.add_blob_ref(b, 1)?;
-                }
                 let id = tx.next_id("node")?;
-                if src.content == Content::Inline {
-                    tx.set_inline(id, Some(&tx.inline(node.0)?))?;
-                }
+                share_content(tx, node.0, id, &src.content)?;
                 let now = now_nanos();
                 let rec = NodeRec {
                     parent: new_parent.0,
@@ -841,7 +942,13 @@ impl Drive for UserDrive {
     }
 }
 
-fn check_quota(tx: &WriteTx, user_name: &str, used: u64, old: u64, new: u64) -> FsResult<()> {
+pub(crate) fn check_quota(
+    tx: &WriteTx,
+    user_name: &str,
+    used: u64,
+    old: u64,
+    new: u64,
+) -> FsResult<()> {
     if new <= old {
         return Ok(());
     }
@@ -900,7 +1007,7 @@ pub(crate) fn remove_node(
     user: u64,
     id: u64,
     rec: &NodeRec,
-) -> Result<Option<BlobId>, StoreError> {
+) -> Result<Option<Dead>, StoreError> {
     tx.unlink(rec.parent, &rec.name)?;
     tx.remove_node(id)?;
     touch(tx, rec.parent, now_nanos())?;
@@ -918,7 +1025,7 @@ fn commit_content(
     deferred: Option<(u64, String)>,
     content: &NewContent,
     size: u64,
-) -> FsResult<(u64, NodeRec, Vec<BlobId>)> {
+) -> FsResult<(u64, NodeRec, Vec<Dead>)> {
     let id = match (target, deferred) {
         (Some(id), _) => id,
         (None, Some((parent, name))) => {
@@ -938,6 +1045,9 @@ fn commit_content(
         (None, None) => return Err(FsError::BadHandle),
     };
     let mut rec = node_of!(tx, id, user)?;
+    if matches!(rec.content, Content::Torrent { .. }) {
+        return Err(FsError::ReadOnly);
+    }
     let (used, nodes) = tx.usage(user)?;
     check_quota(tx, user_name, used, rec.size, size)?;
     let mut dead = Vec::new();

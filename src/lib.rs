@@ -14,4 +14,5 @@ pub mod service;
 pub mod size;
 mod staging;
 pub mod store;
+pub mod torrents;
 pub mod users;

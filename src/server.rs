@@ -22,6 +22,8 @@ use torrentdrive_fs::Drive;
 use crate::api::Api;
 use crate::control;
 use crate::service::Service;
+use crate::torrents::engine::EngineOptions;
+use crate::torrents::Torrents;
 use crate::users::Users;
 
 pub const ADMIN_PASSWORD_FILE: &str = "admin-password";
@@ -30,6 +32,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct ServeOptions {
     pub listen: SocketAddr,
+    pub engine: EngineOptions,
 }
 
 /// Signs WebDAV users in against the user table.
@@ -115,6 +118,13 @@ pub async fn serve(service: Service, opts: ServeOptions) -> anyhow::Result<()> {
         );
     }
 
+    let storage = users.storage().clone();
+    let torrents = Torrents::start(&data, storage.store().clone(), &opts.engine).await?;
+    if let Some(addr) = torrents.engine().listen_addr() {
+        tracing::info!(%addr, "torrent engine listening");
+    }
+    storage.set_torrents(torrents.clone());
+
     let webdav = Arc::new(WebDav::new(
         Arc::new(UserAuth {
             users: users.clone(),
@@ -175,6 +185,7 @@ pub async fn serve(service: Service, opts: ServeOptions) -> anyhow::Result<()> {
     {
         tracing::warn!("requests still running after {DRAIN_TIMEOUT:?}; stopping anyway");
     }
+    torrents.stop().await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -24,6 +24,8 @@ const XATTRS: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("xattrs
 const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
 /// user id → (bytes used, nodes)
 const USAGE: TableDefinition<u64, (u64, u64)> = TableDefinition::new("usage");
+/// info-hash → `TorrentRec`
+const TORRENTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("torrents");
 /// node id → content of a small file
 const INLINE: TableDefinition<u64, &[u8]> = TableDefinition::new("inline");
 /// blob id → number of files whose content it is
@@ -92,6 +94,20 @@ pub enum Content {
     Inline,
     /// A blob in the blob store, shared by copies (see `BLOB_REFS`).
     Blob(u128),
+    /// File `file` (librqbit's file id) of the torrent with this info-hash; the data is the
+    /// engine's, shared by every node that shows it (see `TORRENTS`). Read-only.
+    Torrent { hash: [u8; 20], file: u32 },
+}
+
+/// A torrent some drive shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TorrentRec {
+    pub name: String,
+    /// The `.torrent` file, to give it to the engine again.
+    pub torrent: Vec<u8>,
+    /// Number of nodes whose content is in this torrent; its data goes at zero.
+    pub refs: u64,
+    pub added: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -183,6 +199,7 @@ pub struct ReadTx {
     usage: OnceCell<ReadOnlyTable<u64, (u64, u64)>>,
     blob_refs: OnceCell<ReadOnlyTable<u128, u64>>,
     inline: OnceCell<ReadOnlyTable<u64, &'static [u8]>>,
+    torrents: OnceCell<ReadOnlyTable<&'static [u8], &'static [u8]>>,
 }
 /// A write transaction: nothing is visible until the closure passed to `Store::write`
 /// returns `Ok`, and then all of it is, durably.
@@ -256,6 +273,26 @@ macro_rules! read_methods {
             Ok(v.map(|v| v.value()).unwrap_or((0, 0)))
         }
 
+        pub fn torrent(&self, hash: &[u8; 20]) -> StoreResult<Option<TorrentRec>> {
+            let t = self.torrents_t()?;
+            let v = t.get(hash.as_slice())?;
+            v.map(|v| decode(v.value())).transpose()
+        }
+
+        pub fn torrents(&self) -> StoreResult<Vec<([u8; 20], TorrentRec)>> {
+            let t = self.torrents_t()?;
+            let mut out = Vec::new();
+            for entry in t.iter()? {
+                let (k, v) = entry?;
+                let hash: [u8; 20] = k
+                    .value()
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("bad info-hash key".into()))?;
+                out.push((hash, decode(v.value())?));
+            }
+            Ok(out)
+        }
+
         /// The content of a small file (empty if it has none).
         pub fn inline(&self, id: u64) -> StoreResult<Vec<u8>> {
             let t = self.inline_t()?;
@@ -305,11 +342,32 @@ cached_tables! {
     usage / usage_t: USAGE => u64, (u64, u64);
     blob_refs / blob_refs_t: BLOB_REFS => u128, u64;
     inline / inline_t: INLINE => u64, &'static [u8];
+    torrents / torrents_t: TORRENTS => &'static [u8], &'static [u8];
 }
 
 impl ReadTx {
     read_methods!();
 }
+
+/// Tree lookups both transaction kinds offer, for code that walks the tree in either.
+pub trait TreeRead {
+    fn node(&self, id: u64) -> StoreResult<Option<NodeRec>>;
+    fn child(&self, parent: u64, name: &str) -> StoreResult<Option<u64>>;
+}
+
+macro_rules! tree_read {
+    ($($t:ty),*) => {$(
+        impl TreeRead for $t {
+            fn node(&self, id: u64) -> StoreResult<Option<NodeRec>> {
+                <$t>::node(self, id)
+            }
+            fn child(&self, parent: u64, name: &str) -> StoreResult<Option<u64>> {
+                <$t>::child(self, parent, name)
+            }
+        }
+    )*};
+}
+tree_read!(ReadTx, WriteTx);
 
 impl WriteTx {
     read_methods!();
@@ -326,6 +384,18 @@ impl WriteTx {
         self.0.open_table(INLINE)?.remove(id)?;
         let mut x = self.0.open_table(XATTRS)?;
         x.retain_in((id, "")..(id.saturating_add(1), ""), |_, _| false)?;
+        Ok(())
+    }
+
+    pub fn put_torrent(&self, hash: &[u8; 20], rec: &TorrentRec) -> StoreResult<()> {
+        self.0
+            .open_table(TORRENTS)?
+            .insert(hash.as_slice(), encode(rec).as_slice())?;
+        Ok(())
+    }
+
+    pub fn remove_torrent(&self, hash: &[u8; 20]) -> StoreResult<()> {
+        self.0.open_table(TORRENTS)?.remove(hash.as_slice())?;
         Ok(())
     }
 
@@ -479,6 +549,7 @@ impl Store {
             tx.0.open_table(USAGE)?;
             tx.0.open_table(BLOB_REFS)?;
             tx.0.open_table(INLINE)?;
+            tx.0.open_table(TORRENTS)?;
             tx.0.open_table(COUNTERS)?;
             Ok::<_, StoreError>(())
         })?;

@@ -8,8 +8,7 @@ use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, Salt
 use argon2::{Argon2, PasswordVerifier};
 use serde::{Deserialize, Serialize};
 
-use crate::blob::BlobId;
-use crate::drive::{new_node, release_content, Storage, FIXED_FOLDERS};
+use crate::drive::{new_node, release_content, Dead, Storage, FIXED_FOLDERS};
 use crate::store::{now_nanos, Kind, StoreError, UserRec, WriteTx};
 
 #[derive(Debug, thiserror::Error)]
@@ -208,11 +207,7 @@ impl Users {
             Ok::<_, UserError>(dead)
         })?;
         self.forget(name);
-        for id in dead {
-            if let Err(e) = self.storage.blobs().remove(id) {
-                tracing::warn!(blob = %format!("{id:032x}"), error = %e, "removing blob");
-            }
-        }
+        self.storage.dispose(dead);
         Ok(())
     }
 
@@ -270,7 +265,7 @@ impl Users {
 }
 
 /// Deletes `root` and everything below it; returns the blobs nothing references any more.
-fn remove_tree(tx: &WriteTx, root: u64) -> Result<Vec<BlobId>, StoreError> {
+fn remove_tree(tx: &WriteTx, root: u64) -> Result<Vec<Dead>, StoreError> {
     let mut dead = Vec::new();
     let mut stack = vec![root];
     while let Some(id) = stack.pop() {

@@ -60,6 +60,8 @@ impl Server {
             .args(["--data"])
             .arg(data)
             .args(["serve", "--listen", &addr.to_string()])
+            // No DHT or LSD on a test machine; peers come from the tests.
+            .args(["--torrent-listen", "127.0.0.1:0", "--no-dht", "--no-lsd"])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()

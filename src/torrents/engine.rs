@@ -1,0 +1,198 @@
+//! The BitTorrent engine: one librqbit session for the whole daemon, with every path under
+//! the data dir (librqbit's defaults would use the home folder).
+//!
+//! Torrent data lives in `<data>/torrents/<info-hash>/`, once per torrent however many users
+//! have it. Reads of missing ranges go through librqbit's `FileStream`, which makes the
+//! engine fetch those pieces first; reads never wait longer than `read_timeout`.
+
+use std::io::SeekFrom;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use bytes::Bytes;
+use librqbit::api::TorrentIdOrHash;
+use librqbit::dht::{DhtPersistenceConfig, Id20};
+use librqbit::{
+    AddTorrent, AddTorrentOptions, DhtSessionConfig, ListenerMode, ListenerOptions, ManagedTorrent,
+    Session, SessionOptions, SessionPersistenceConfig,
+};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeek, AsyncSeekExt};
+use torrentdrive_fs::{FsError, FsResult};
+
+use super::metainfo::hex;
+
+/// How the engine talks to the swarm.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Where to accept peers; `None` accepts none.
+    pub listen: Option<SocketAddr>,
+    pub dht: bool,
+    /// Local service discovery (multicast on the LAN).
+    pub lsd: bool,
+    /// How long a read of a missing range may wait for its pieces.
+    pub read_timeout: Duration,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            listen: Some(([0, 0, 0, 0], 4240).into()),
+            dht: true,
+            lsd: true,
+            read_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A readable, seekable stream of one torrent file.
+pub type FileStream = Box<dyn StreamRead>;
+pub trait StreamRead: AsyncRead + AsyncSeek + Send + Unpin {}
+impl<T: AsyncRead + AsyncSeek + Send + Unpin> StreamRead for T {}
+
+pub struct Engine {
+    session: Arc<Session>,
+    torrents_dir: PathBuf,
+    read_timeout: Duration,
+}
+
+impl Engine {
+    pub async fn start(data: &Path, opts: &EngineOptions) -> anyhow::Result<Engine> {
+        let torrents_dir = data.join("torrents");
+        let state_dir = data.join("engine");
+        std::fs::create_dir_all(&torrents_dir)?;
+        std::fs::create_dir_all(&state_dir)?;
+        let session_dir = state_dir.join("session");
+        let _ = librqbit::try_increase_nofile_limit();
+        let session = Session::new_with_opts(
+            torrents_dir.clone(),
+            SessionOptions {
+                dht: opts.dht.then(|| DhtSessionConfig {
+                    bootstrap_addrs: None,
+                    port: None,
+                    persistence: Some(DhtPersistenceConfig {
+                        dump_interval: None,
+                        config_filename: Some(state_dir.join("dht.json")),
+                    }),
+                }),
+                disable_local_service_discovery: !opts.lsd,
+                fastresume: true,
+                persistence: Some(SessionPersistenceConfig::Json {
+                    folder: Some(session_dir),
+                }),
+                listen: opts.listen.map(|addr| ListenerOptions {
+                    mode: ListenerMode::TcpOnly,
+                    listen_addr: addr,
+                    enable_upnp_port_forwarding: false,
+                    ..Default::default()
+                }),
+                // Every open stream holds one of these; chunk writes and hash checks need
+                // them too. The default of 8 lets a few readers stall the whole session.
+                runtime_worker_threads: Some(64),
+                ..Default::default()
+            },
+        )
+        .await
+        .context("starting the torrent engine")?;
+        Ok(Engine {
+            session,
+            torrents_dir,
+            read_timeout: opts.read_timeout,
+        })
+    }
+
+    /// Where a torrent's data lives.
+    pub fn data_dir(&self, hash: &[u8; 20]) -> PathBuf {
+        self.torrents_dir.join(hex(hash))
+    }
+
+    /// The address peers can reach this engine at, if it listens.
+    pub fn listen_addr(&self) -> Option<SocketAddr> {
+        self.session.listen_addr()
+    }
+
+    fn handle(&self, hash: &[u8; 20]) -> Option<Arc<ManagedTorrent>> {
+        self.session.get(TorrentIdOrHash::Hash(Id20::new(*hash)))
+    }
+
+    /// Starts (or joins) the download of a torrent.
+    pub async fn add(
+        &self,
+        hash: &[u8; 20],
+        torrent: Bytes,
+        initial_peers: Vec<SocketAddr>,
+    ) -> anyhow::Result<()> {
+        if self.handle(hash).is_some() {
+            return Ok(());
+        }
+        let folder = self.data_dir(hash);
+        let opts = AddTorrentOptions {
+            output_folder: Some(folder.to_string_lossy().into_owned()),
+            // Resuming over our own partial data is the normal case after a restart.
+            overwrite: true,
+            initial_peers: (!initial_peers.is_empty()).then_some(initial_peers),
+            ..Default::default()
+        };
+        self.session
+            .add_torrent(AddTorrent::from_bytes(torrent), Some(opts))
+            .await
+            .context("adding the torrent to the engine")?;
+        Ok(())
+    }
+
+    /// Stops a torrent and deletes its data.
+    pub async fn remove(&self, hash: &[u8; 20]) -> anyhow::Result<()> {
+        if self.handle(hash).is_some() {
+            self.session
+                .delete(TorrentIdOrHash::Hash(Id20::new(*hash)), true)
+                .await?;
+        }
+        let dir = self.data_dir(hash);
+        match tokio::fs::remove_dir_all(&dir).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Opens a stream of file `file` of a torrent.
+    pub async fn open(&self, hash: &[u8; 20], file: u32) -> FsResult<FileStream> {
+        let handle = self
+            .handle(hash)
+            .ok_or_else(|| FsError::Io("the torrent is not in the engine".into()))?;
+        let stream = tokio::time::timeout(self.read_timeout, handle.stream(file as usize))
+            .await
+            .map_err(|_| FsError::TimedOut)?
+            .map_err(|e| FsError::Io(format!("opening a torrent stream: {e:#}")))?;
+        Ok(Box::new(stream))
+    }
+
+    /// Reads up to `n` bytes at `offset` from `stream`, waiting for missing pieces at most
+    /// `read_timeout`. Returns fewer bytes only at the end of the file.
+    pub async fn read(&self, stream: &mut FileStream, offset: u64, n: usize) -> FsResult<Bytes> {
+        let work = async {
+            stream.seek(SeekFrom::Start(offset)).await?;
+            let mut buf = vec![0u8; n];
+            let mut done = 0;
+            // A stream read never crosses a piece boundary: loop for the whole range.
+            while done < n {
+                let got = stream.read(&mut buf[done..]).await?;
+                if got == 0 {
+                    break;
+                }
+                done += got;
+            }
+            buf.truncate(done);
+            Ok::<_, std::io::Error>(Bytes::from(buf))
+        };
+        tokio::time::timeout(self.read_timeout, work)
+            .await
+            .map_err(|_| FsError::TimedOut)?
+            .map_err(FsError::from)
+    }
+
+    pub async fn stop(&self) {
+        self.session.stop().await;
+    }
+}

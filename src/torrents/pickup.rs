@@ -1,0 +1,375 @@
+//! `/Add`: a `.torrent` dropped into a drive's `/Add` folder (or a folder below it) becomes
+//! files in the drive and a download in the engine.
+//!
+//! The pick-up runs once the upload is committed (never on half a file). On success the
+//! dropped file disappears and the torrent's files appear at once with their final sizes:
+//! in `/Downloads/`, or in `/<sub folder>/` for a file dropped into `/Add/<sub folder>/`. On
+//! failure the dropped file stays and `<name>.error.txt` beside it says why in one line.
+
+use bytes::Bytes;
+use torrentdrive_fs::{check_name, FsError, FsResult};
+
+use crate::drive::{check_quota, new_node, remove_node, Dead, UserDrive};
+use crate::store::{now_nanos, Content, Kind, NodeRec, StoreError, TorrentRec, TreeRead, WriteTx};
+use crate::torrents::metainfo::{self, hex, TorrentMeta};
+
+/// `.torrent` files larger than this are refused (real ones are kilobytes to a few MiB).
+const MAX_TORRENT_FILE: u64 = 16 << 20;
+const ADD: &str = "Add";
+const DOWNLOADS: &str = "Downloads";
+const ERROR_SUFFIX: &str = ".error.txt";
+
+/// What a dropped file asks for.
+#[derive(Debug, PartialEq, Eq)]
+enum Drop {
+    Torrent,
+    Magnet,
+}
+
+fn drop_kind(name: &str) -> Option<Drop> {
+    let lower = name.to_ascii_lowercase();
+    if lower.ends_with(".torrent") {
+        Some(Drop::Torrent)
+    } else if lower.ends_with(".magnet") {
+        Some(Drop::Magnet)
+    } else {
+        None
+    }
+}
+
+/// The names of the folders between `/Add` and `parent` if `parent` is `/Add` or below it.
+pub(crate) fn below_add(
+    tx: &impl TreeRead,
+    user: u64,
+    root: u64,
+    parent: u64,
+) -> Result<Option<Vec<String>>, StoreError> {
+    let Some(add) = tx.child(root, ADD)? else {
+        return Ok(None);
+    };
+    let mut names = Vec::new();
+    let mut at = parent;
+    loop {
+        if at == add {
+            names.reverse();
+            return Ok(Some(names));
+        }
+        match tx.node(at)? {
+            Some(rec) if rec.owner == user && at != root => {
+                names.push(rec.name);
+                at = rec.parent;
+            }
+            _ => return Ok(None),
+        }
+    }
+}
+
+/// The error file beside dropped file `name`: removed with it (called when it is unlinked).
+pub(crate) fn remove_error_file(
+    tx: &WriteTx,
+    user: u64,
+    root: u64,
+    parent: u64,
+    name: &str,
+) -> Result<Vec<Dead>, StoreError> {
+    if drop_kind(name).is_none() || below_add(tx, user, root, parent)?.is_none() {
+        return Ok(Vec::new());
+    }
+    let error_name = format!("{name}{ERROR_SUFFIX}");
+    let Some(id) = tx.child(parent, &error_name)? else {
+        return Ok(Vec::new());
+    };
+    match tx.node(id)? {
+        Some(rec) if rec.kind == Kind::File => {
+            Ok(remove_node(tx, user, id, &rec)?.into_iter().collect())
+        }
+        _ => Ok(Vec::new()),
+    }
+}
+
+/// `name`, or `name (2)`, `name (3)`... whichever is free in `parent`; for files the number
+/// goes before the extension.
+fn free_name(tx: &WriteTx, parent: u64, name: &str, is_file: bool) -> Result<String, StoreError> {
+    if tx.child(parent, name)?.is_none() {
+        return Ok(name.to_owned());
+    }
+    let (stem, ext) = match name.rfind('.') {
+        Some(dot) if is_file && dot > 0 => name.split_at(dot),
+        _ => (name, ""),
+    };
+    for n in 2.. {
+        let candidate = format!("{stem} ({n}){ext}");
+        if tx.child(parent, &candidate)?.is_none() {
+            return Ok(candidate);
+        }
+    }
+    unreachable!("some name is free")
+}
+
+/// The folder at `names` below `from`, created where missing.
+fn ensure_folder(tx: &WriteTx, user: u64, from: u64, names: &[String]) -> FsResult<u64> {
+    let mut at = from;
+    for name in names {
+        at = match tx.child(at, name)? {
+            Some(id) => match tx.node(id)? {
+                Some(rec) if rec.kind == Kind::Dir => id,
+                _ => return Err(FsError::NotADirectory),
+            },
+            None => new_node(tx, user, at, name, Kind::Dir)?.0,
+        };
+    }
+    Ok(at)
+}
+
+/// A read-only file showing file `index` of a torrent.
+fn torrent_file(
+    tx: &WriteTx,
+    user: u64,
+    parent: u64,
+    name: &str,
+    hash: [u8; 20],
+    index: u32,
+    len: u64,
+) -> Result<(), StoreError> {
+    let (id, mut rec) = new_node(tx, user, parent, name, Kind::File)?;
+    rec.content = Content::Torrent { hash, file: index };
+    rec.size = len;
+    tx.put_node(id, &rec)?;
+    let (used, nodes) = tx.usage(user)?;
+    tx.set_usage(user, used + len, nodes)?;
+    Ok(())
+}
+
+impl UserDrive {
+    /// Called after a commit of file `id`: starts the pick-up if it is a drop into `/Add`.
+    pub(crate) fn after_commit(&self, id: u64, rec: &NodeRec) {
+        if self.storage.torrents().is_none() || drop_kind(&rec.name).is_none() {
+            return;
+        }
+        let drive = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = drive.pick_up(id).await {
+                tracing::warn!(user = %drive.name, node = id, error = %e, "picking up a dropped file");
+            }
+        });
+    }
+
+    async fn pick_up(&self, id: u64) -> FsResult<()> {
+        let (user, root) = (self.user, self.root);
+        let found = self.storage.store().read(|tx| -> FsResult<_> {
+            let Some(rec) = tx.node(id)? else {
+                return Ok(None);
+            };
+            if rec.owner != user {
+                return Ok(None);
+            }
+            let Some(names) = below_add(tx, user, root, rec.parent)? else {
+                return Ok(None);
+            };
+            let inline = match rec.content {
+                Content::Inline => Some(tx.inline(id)?),
+                _ => None,
+            };
+            Ok(Some((rec, names, inline)))
+        })?;
+        let Some((rec, sub, inline)) = found else {
+            return Ok(());
+        };
+        let result = match drop_kind(&rec.name) {
+            Some(Drop::Torrent) => self.take_torrent(id, &rec, sub, inline).await,
+            Some(Drop::Magnet) => {
+                Err("magnet links are not supported yet: drop the .torrent file".into())
+            }
+            None => return Ok(()),
+        };
+        match result {
+            Ok(()) => Ok(()),
+            Err(reason) => self.write_error(rec.parent, &rec.name, &reason).await,
+        }
+    }
+
+    /// Turns a dropped `.torrent` into drive files and a download. `Err` is the one-line
+    /// reason for the error file.
+    async fn take_torrent(
+        &self,
+        id: u64,
+        dropped: &NodeRec,
+        sub: Vec<String>,
+        inline: Option<Vec<u8>>,
+    ) -> Result<(), String> {
+        if dropped.size > MAX_TORRENT_FILE {
+            return Err(format!(
+                "not a torrent file: {} bytes is too large",
+                dropped.size
+            ));
+        }
+        let bytes = match (inline, dropped.content) {
+            (Some(data), _) => data,
+            (None, Content::Blob(blob)) => {
+                let blobs = self.storage.blobs().clone();
+                let len = dropped.size as usize;
+                tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+                    let reader = blobs.open(blob)?;
+                    let mut buf = vec![0u8; len];
+                    let mut done = 0;
+                    while done < len {
+                        let n = reader.read_at(&mut buf[done..], done as u64)?;
+                        if n == 0 {
+                            break;
+                        }
+                        done += n;
+                    }
+                    buf.truncate(done);
+                    Ok(buf)
+                })
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| format!("reading the dropped file: {e}"))?
+            }
+            _ => return Err("not a torrent file".into()),
+        };
+        let meta = metainfo::parse(&bytes).map_err(|e| e.to_string())?;
+        let dest: Vec<String> = if sub.is_empty() {
+            vec![DOWNLOADS.to_owned()]
+        } else {
+            sub
+        };
+        let (user, uname, root) = (self.user, self.name.clone(), self.root);
+        let torrent = bytes.clone();
+        let meta_for_tx = meta.clone();
+        let dead = self
+            .storage
+            .store()
+            .write_async(move |tx| {
+                create_files(tx, user, &uname, root, &dest, &meta_for_tx, &torrent, id)
+            })
+            .await
+            .map_err(|e| match e {
+                FsError::QuotaExceeded => format!(
+                    "over quota: the torrent needs {}",
+                    crate::size::format_size(meta.total)
+                ),
+                other => other.to_string(),
+            })?;
+        self.storage.dispose(dead);
+        tracing::info!(user = %self.name, torrent = %meta.hash_hex(), name = %meta.name, files = meta.files.len(), "torrent added");
+        if let Some(torrents) = self.storage.torrents() {
+            if let Err(e) = torrents
+                .engine()
+                .add(&meta.info_hash, Bytes::from(bytes), Vec::new())
+                .await
+            {
+                tracing::error!(torrent = %hex(&meta.info_hash), error = %format!("{e:#}"), "starting the download");
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `<name>.error.txt` beside a dropped file that could not be taken.
+    async fn write_error(&self, parent: u64, name: &str, reason: &str) -> FsResult<()> {
+        let error_name = format!("{name}{ERROR_SUFFIX}");
+        if check_name(&error_name).is_err() {
+            return Ok(());
+        }
+        let line = format!("{}\n", reason.replace('\n', " "));
+        let user = self.user;
+        tracing::info!(user = %self.name, file = %name, reason = %reason, "dropped file refused");
+        self.storage
+            .store()
+            .write_async(move |tx| {
+                let id = match tx.child(parent, &error_name)? {
+                    Some(id) => id,
+                    None => new_node(tx, user, parent, &error_name, Kind::File)?.0,
+                };
+                let Some(mut rec) = tx.node(id)? else {
+                    return Err(FsError::NotFound);
+                };
+                if rec.kind != Kind::File || rec.content != Content::Inline {
+                    return Ok(());
+                }
+                let (used, nodes) = tx.usage(user)?;
+                tx.set_usage(
+                    user,
+                    used.saturating_sub(rec.size) + line.len() as u64,
+                    nodes,
+                )?;
+                tx.set_inline(id, Some(line.as_bytes()))?;
+                rec.size = line.len() as u64;
+                rec.version += 1;
+                rec.mtime = now_nanos();
+                rec.ctime = rec.mtime;
+                tx.put_node(id, &rec)?;
+                Ok(())
+            })
+            .await
+    }
+}
+
+/// The transaction of a pick-up: the torrent's files in the drive, its record, and the
+/// dropped file (and any error file of it) gone.
+#[allow(clippy::too_many_arguments)]
+fn create_files(
+    tx: &WriteTx,
+    user: u64,
+    user_name: &str,
+    root: u64,
+    dest: &[String],
+    meta: &TorrentMeta,
+    torrent: &[u8],
+    dropped: u64,
+) -> FsResult<Vec<Dead>> {
+    let Some(dropped_rec) = tx.node(dropped)? else {
+        return Err(FsError::NotFound);
+    };
+    let (used, _) = tx.usage(user)?;
+    check_quota(tx, user_name, used, dropped_rec.size, meta.total)?;
+    let dest = ensure_folder(tx, user, root, dest)?;
+    let hash = meta.info_hash;
+    if meta.multi_file {
+        let top_name = free_name(tx, dest, &meta.name, false)?;
+        let top = new_node(tx, user, dest, &top_name, Kind::Dir)?.0;
+        for f in &meta.files {
+            let Some((file_name, dirs)) = f.path.split_last() else {
+                continue;
+            };
+            let parent = ensure_folder(tx, user, top, dirs)?;
+            torrent_file(tx, user, parent, file_name, hash, f.index, f.len)?;
+        }
+    } else if let Some(f) = meta.files.first() {
+        let name = free_name(tx, dest, &meta.name, true)?;
+        torrent_file(tx, user, dest, &name, hash, f.index, f.len)?;
+    }
+    let mut rec = tx.torrent(&hash)?.unwrap_or_else(|| TorrentRec {
+        name: meta.name.clone(),
+        torrent: torrent.to_vec(),
+        refs: 0,
+        added: now_nanos(),
+    });
+    rec.refs += meta.files.len() as u64;
+    tx.put_torrent(&hash, &rec)?;
+    let mut dead: Vec<Dead> = remove_node(tx, user, dropped, &dropped_rec)?
+        .into_iter()
+        .collect();
+    dead.extend(remove_error_file(
+        tx,
+        user,
+        root,
+        dropped_rec.parent,
+        &dropped_rec.name,
+    )?);
+    Ok(dead)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drop_kinds() {
+        assert_eq!(drop_kind("a.torrent"), Some(Drop::Torrent));
+        assert_eq!(drop_kind("A.TORRENT"), Some(Drop::Torrent));
+        assert_eq!(drop_kind("x.magnet"), Some(Drop::Magnet));
+        assert_eq!(drop_kind("x.torrent.error.txt"), None);
+        assert_eq!(drop_kind("status.txt"), None);
+    }
+}
