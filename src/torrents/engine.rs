@@ -85,6 +85,8 @@ impl Engine {
                 listen: opts.listen.map(|addr| ListenerOptions {
                     mode: ListenerMode::TcpOnly,
                     listen_addr: addr,
+                    // What trackers are told; librqbit would announce its default port.
+                    announce_port: (addr.port() != 0).then_some(addr.port()),
                     enable_upnp_port_forwarding: false,
                     ..Default::default()
                 }),

@@ -56,13 +56,22 @@ impl Server {
     /// Starts a daemon on an existing (or new) data dir.
     pub fn start_in(data: &Path) -> Server {
         let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        let peer_addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let child = Command::new(BIN)
             .args(["--data"])
             .arg(data)
             .args(["serve", "--listen", &addr.to_string()])
             // No DHT or LSD on a test machine; peers come from the tests.
-            .args(["--torrent-listen", "127.0.0.1:0", "--no-dht", "--no-lsd"])
-            .env("RUST_LOG", "warn")
+            .args([
+                "--torrent-listen",
+                &peer_addr.to_string(),
+                "--no-dht",
+                "--no-lsd",
+            ])
+            .env(
+                "RUST_LOG",
+                std::env::var("TD_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::null())
             .spawn()
             .expect("start torrentdrive");

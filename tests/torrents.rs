@@ -1,0 +1,278 @@
+//! Torrents dropped into `/Add` over WebDAV, downloaded from a seeder on loopback.
+
+mod common;
+#[path = "common/swarm.rs"]
+mod swarm;
+
+use common::*;
+use std::time::{Duration, Instant};
+
+/// curl off the async threads (the seeder runs on them).
+fn curl_blocking(args: &[&str]) -> (u16, Vec<u8>) {
+    tokio::task::block_in_place(|| curl(args))
+}
+
+/// Waits until `url` answers 200 to HEAD.
+fn wait_for(u: &str, url: &str, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if curl_blocking(&["-u", u, "-I", url]).0 == 200 {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+fn put_bytes(u: &str, url: &str, data: &[u8]) -> u16 {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("upload");
+    std::fs::write(&file, data).expect("write");
+    curl_blocking(&["-u", u, "-T", file.to_str().expect("path"), url]).0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dropped_torrent_streams_while_it_downloads() {
+    if !have("curl") {
+        return;
+    }
+    let tracker = swarm::Tracker::start().await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let seed_dir = work.path().join("seed");
+    const LEN: usize = 12 << 20;
+    swarm::write_files(&seed_dir, &[("movie.mkv", LEN)]);
+    let original = std::fs::read(seed_dir.join("movie.mkv")).expect("read");
+    let torrent = swarm::make_torrent(&seed_dir.join("movie.mkv"), &tracker.url, 256 << 10).await;
+    // 3 MiB/s: the download takes about four seconds, the reads below come before.
+    let seeder = swarm::Seeder::start(&work.path().join("seeder-state"), Some(3 << 20)).await;
+    seeder.seed(&torrent, &seed_dir).await;
+
+    let server = Server::start();
+    server.add_user("t", "torrent-password", None);
+    let u = creds("t", "torrent-password");
+    assert_eq!(
+        put_bytes(&u, &server.url("/Add/movie.torrent"), &torrent),
+        201
+    );
+
+    let file_url = server.url("/Downloads/movie.mkv");
+    eprintln!("seeder at {}, tracker {}", seeder.addr, tracker.url);
+    assert!(
+        wait_for(&u, &file_url, Duration::from_secs(20)),
+        "the file did not appear"
+    );
+    // The file has its final size at once.
+    let (_, head) = curl_blocking(&["-u", &u, "-I", &file_url]);
+    let head = String::from_utf8_lossy(&head).to_lowercase();
+    assert!(head.contains(&format!("content-length: {LEN}")), "{head}");
+    // The dropped file is gone.
+    assert_eq!(
+        curl_blocking(&["-u", &u, "-I", &server.url("/Add/movie.torrent")]).0,
+        404
+    );
+
+    // Ranges at the end, the middle and the start, while the download runs.
+    let started = Instant::now();
+    for (start, len) in [(LEN - 65_536, 65_536), (LEN / 2, 100_000), (0, 4096)] {
+        let range = format!("{start}-{}", start + len - 1);
+        let (code, body) = curl_blocking(&["-u", &u, "-r", &range, &file_url]);
+        assert_eq!(code, 206, "range {range}");
+        let first_diff = body
+            .iter()
+            .zip(&original[start..])
+            .position(|(a, b)| a != b);
+        assert!(
+            body == original[start..start + len],
+            "bytes of range {range} differ: got {} bytes, first difference at {first_diff:?}, zeros: {}",
+            body.len(),
+            body.iter().filter(|&&b| b == 0).count()
+        );
+    }
+    eprintln!("three ranges read in {:?}", started.elapsed());
+    let (code, body) = curl_blocking(&["-u", &u, &file_url]);
+    assert_eq!(code, 200);
+    assert!(body == original, "the whole file differs");
+
+    // Torrent files are read-only, but their owner can move and delete them.
+    assert_eq!(put_bytes(&u, &file_url, b"overwrite"), 403);
+    let (code, _) = curl_blocking(&[
+        "-u",
+        &u,
+        "-X",
+        "MOVE",
+        "-H",
+        &format!("Destination: {}", server.url("/movie.mkv")),
+        &file_url,
+    ]);
+    assert_eq!(code, 201);
+    let (code, body) = curl_blocking(&["-u", &u, "-r", "0-99", &server.url("/movie.mkv")]);
+    assert_eq!((code, &body[..]), (206, &original[..100]));
+    drop(seeder);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn folders_dedup_and_cleanup() {
+    if !have("curl") {
+        return;
+    }
+    let tracker = swarm::Tracker::start().await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let pack = work.path().join("Season 1");
+    swarm::write_files(&pack, &[("e01.mkv", 700_000), ("subs/e01.srt", 5_000)]);
+    let torrent = swarm::make_torrent(&pack, &tracker.url, 64 << 10).await;
+    let seeder = swarm::Seeder::start(&work.path().join("seeder-state"), None).await;
+    seeder.seed(&torrent, &pack).await;
+
+    let server = Server::start();
+    server.add_user("a", "alice-password", None);
+    server.add_user("b", "bobby-password", Some("10M"));
+    let a = creds("a", "alice-password");
+    let b = creds("b", "bobby-password");
+
+    // Into a sub folder of /Add: lands in that folder at the root.
+    assert_eq!(
+        curl_blocking(&["-u", &a, "-X", "MKCOL", &server.url("/Add/Shows")]).0,
+        201
+    );
+    assert_eq!(
+        put_bytes(&a, &server.url("/Add/Shows/s1.torrent"), &torrent),
+        201
+    );
+    let srt = server.url("/Shows/Season%201/subs/e01.srt");
+    assert!(
+        wait_for(&a, &srt, Duration::from_secs(20)),
+        "multi-file torrent did not appear"
+    );
+    let (code, body) = curl_blocking(&["-u", &a, &srt]);
+    assert_eq!(code, 200);
+    assert!(body == std::fs::read(pack.join("subs/e01.srt")).expect("read"));
+
+    // The same torrent for another user: the data is stored once.
+    assert_eq!(put_bytes(&b, &server.url("/Add/s1.torrent"), &torrent), 201);
+    let b_file = server.url("/Downloads/Season%201/e01.mkv");
+    assert!(wait_for(&b, &b_file, Duration::from_secs(20)));
+    let (code, body) = curl_blocking(&["-u", &b, &b_file]);
+    assert_eq!(code, 200);
+    assert!(body == std::fs::read(pack.join("e01.mkv")).expect("read"));
+    let stored = std::fs::read_dir(server.data.join("torrents"))
+        .expect("torrents dir")
+        .count();
+    assert_eq!(stored, 1, "one copy of the data");
+    // Dropping it again gives a second folder, "Season 1 (2)".
+    assert_eq!(
+        put_bytes(&b, &server.url("/Add/again.torrent"), &torrent),
+        201
+    );
+    assert!(wait_for(
+        &b,
+        &server.url("/Downloads/Season%201%20(2)/e01.mkv"),
+        Duration::from_secs(20)
+    ));
+
+    // Deleting every file that shows the torrent deletes its data.
+    for (who, path) in [
+        (&a, "/Shows/Season%201/"),
+        (&b, "/Downloads/Season%201/"),
+        (&b, "/Downloads/Season%201%20(2)/"),
+    ] {
+        let (code, _) = curl_blocking(&["-u", who, "-X", "DELETE", &server.url(path)]);
+        assert_eq!(code, 204, "DELETE {path}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_dir(server.data.join("torrents"))
+        .expect("dir")
+        .count()
+        > 0
+    {
+        assert!(Instant::now() < deadline, "torrent data not deleted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(seeder);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_drops_get_an_error_file() {
+    if !have("curl") {
+        return;
+    }
+    let server = Server::start();
+    server.add_user("e", "error-password", Some("1M"));
+    let u = creds("e", "error-password");
+    let name_with_control = {
+        let mut t =
+            b"d4:infod6:lengthi3e4:name5:a\x01b.c12:piece lengthi16384e6:pieces20:".to_vec();
+        t.extend_from_slice(&[7u8; 20]);
+        t.extend_from_slice(b"ee");
+        t
+    };
+    let zero_piece = {
+        let mut t = b"d4:infod6:lengthi3e4:name5:a.bin12:piece lengthi0e6:pieces20:".to_vec();
+        t.extend_from_slice(&[7u8; 20]);
+        t.extend_from_slice(b"ee");
+        t
+    };
+    let too_big = {
+        // 2 MiB in one file: over this user's 1 MiB quota.
+        let mut t =
+            b"d4:infod6:lengthi2097152e4:name7:big.bin12:piece lengthi1048576e6:pieces40:".to_vec();
+        t.extend_from_slice(&[7u8; 40]);
+        t.extend_from_slice(b"ee");
+        t
+    };
+    let cases: [(&str, &[u8], &str); 4] = [
+        (
+            "garbage.torrent",
+            b"this is not bencode",
+            "not a torrent file",
+        ),
+        ("control.torrent", &name_with_control, "invalid name"),
+        ("zero.torrent", &zero_piece, "piece length"),
+        ("big.torrent", &too_big, "over quota"),
+    ];
+    for (name, data, expected) in cases {
+        assert_eq!(
+            put_bytes(&u, &server.url(&format!("/Add/{name}")), data),
+            201
+        );
+        let error_url = server.url(&format!("/Add/{name}.error.txt"));
+        assert!(
+            wait_for(&u, &error_url, Duration::from_secs(10)),
+            "no error file for {name}"
+        );
+        let (_, text) = curl_blocking(&["-u", &u, &error_url]);
+        let text = String::from_utf8_lossy(&text).into_owned();
+        assert!(text.contains(expected), "{name}: {text}");
+        assert_eq!(text.lines().count(), 1, "one line: {text}");
+        // The dropped file stays; removing it removes its error file.
+        assert_eq!(
+            curl_blocking(&["-u", &u, "-I", &server.url(&format!("/Add/{name}"))]).0,
+            200
+        );
+        let (code, _) = curl_blocking(&[
+            "-u",
+            &u,
+            "-X",
+            "DELETE",
+            &server.url(&format!("/Add/{name}")),
+        ]);
+        assert_eq!(code, 204);
+        assert_eq!(curl_blocking(&["-u", &u, "-I", &error_url]).0, 404);
+    }
+    // Nothing was created in Downloads and the daemon still serves.
+    let (code, body) = curl_blocking(&[
+        "-u",
+        &u,
+        "-X",
+        "PROPFIND",
+        "-H",
+        "Depth: 1",
+        &server.url("/Downloads/"),
+    ]);
+    assert_eq!(code, 207);
+    assert_eq!(
+        String::from_utf8_lossy(&body)
+            .matches("<D:response>")
+            .count(),
+        1
+    );
+}
