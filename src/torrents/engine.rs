@@ -66,6 +66,15 @@ impl Engine {
         std::fs::create_dir_all(&state_dir)?;
         let session_dir = state_dir.join("session");
         let _ = librqbit::try_increase_nofile_limit();
+        // Trackers must be told the real port; for "any port" pick one now.
+        let listen = match opts.listen {
+            Some(addr) if addr.port() == 0 => Some(
+                std::net::TcpListener::bind(addr)
+                    .and_then(|l| l.local_addr())
+                    .context("finding a free port for the torrent engine")?,
+            ),
+            other => other,
+        };
         let session = Session::new_with_opts(
             torrents_dir.clone(),
             SessionOptions {
@@ -82,11 +91,11 @@ impl Engine {
                 persistence: Some(SessionPersistenceConfig::Json {
                     folder: Some(session_dir),
                 }),
-                listen: opts.listen.map(|addr| ListenerOptions {
+                listen: listen.map(|addr| ListenerOptions {
                     mode: ListenerMode::TcpOnly,
                     listen_addr: addr,
                     // What trackers are told; librqbit would announce its default port.
-                    announce_port: (addr.port() != 0).then_some(addr.port()),
+                    announce_port: Some(addr.port()),
                     enable_upnp_port_forwarding: false,
                     ..Default::default()
                 }),

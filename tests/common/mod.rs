@@ -56,7 +56,6 @@ impl Server {
     /// Starts a daemon on an existing (or new) data dir.
     pub fn start_in(data: &Path) -> Server {
         let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-        let peer_addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let child = Command::new(BIN)
             .args(["--data"])
             .arg(data)
