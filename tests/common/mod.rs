@@ -61,12 +61,7 @@ impl Server {
             .arg(data)
             .args(["serve", "--listen", &addr.to_string()])
             // No DHT or LSD on a test machine; peers come from the tests.
-            .args([
-                "--torrent-listen",
-                &peer_addr.to_string(),
-                "--no-dht",
-                "--no-lsd",
-            ])
+            .args(["--torrent-listen", "127.0.0.1:0", "--no-dht", "--no-lsd"])
             .env(
                 "RUST_LOG",
                 std::env::var("TD_TEST_LOG").unwrap_or_else(|_| "warn".into()),
