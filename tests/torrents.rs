@@ -276,3 +276,77 @@ async fn bad_drops_get_an_error_file() {
         1
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_read_that_cannot_be_served_fails_in_time() {
+    if !have("curl") {
+        return;
+    }
+    let tracker = swarm::Tracker::start().await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let dir = work.path().join("nobody-seeds");
+    swarm::write_files(&dir, &[("lost.bin", 1 << 20)]);
+    let torrent = swarm::make_torrent(&dir.join("lost.bin"), &tracker.url, 64 << 10).await;
+    let server = Server::start_with(&["--read-timeout", "2"]);
+    server.add_user("r", "reader-password", None);
+    let u = creds("r", "reader-password");
+    assert_eq!(
+        put_bytes(&u, &server.url("/Add/lost.torrent"), &torrent),
+        201
+    );
+    let url = server.url("/Downloads/lost.bin");
+    assert!(wait_for(&u, &url, Duration::from_secs(20)));
+    let started = Instant::now();
+    let (_, body) = curl_blocking(&["-u", &u, "-r", "0-65535", &url]);
+    let elapsed = started.elapsed();
+    assert!(
+        body.is_empty(),
+        "no bytes may be invented: got {}",
+        body.len()
+    );
+    assert!(
+        elapsed >= Duration::from_secs(2),
+        "gave up after {elapsed:?}"
+    );
+    assert!(elapsed < Duration::from_secs(15), "hung for {elapsed:?}");
+    // The daemon keeps serving.
+    assert_eq!(curl_blocking(&["-u", &u, "-I", &server.url("/")]).0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_download_resumes_after_kill_9() {
+    if !have("curl") {
+        return;
+    }
+    let tracker = swarm::Tracker::start().await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let seed_dir = work.path().join("seed");
+    const LEN: usize = 8 << 20;
+    swarm::write_files(&seed_dir, &[("film.mkv", LEN)]);
+    let original = std::fs::read(seed_dir.join("film.mkv")).expect("read");
+    let torrent = swarm::make_torrent(&seed_dir.join("film.mkv"), &tracker.url, 128 << 10).await;
+    let seeder = swarm::Seeder::start(&work.path().join("seeder-state"), Some(2 << 20)).await;
+    seeder.seed(&torrent, &seed_dir).await;
+
+    let data = work.path().join("data");
+    let mut server = Server::start_in(&data);
+    server.add_user("k", "killer-password", None);
+    let u = creds("k", "killer-password");
+    assert_eq!(
+        put_bytes(&u, &server.url("/Add/film.torrent"), &torrent),
+        201
+    );
+    let url = server.url("/Downloads/film.mkv");
+    assert!(wait_for(&u, &url, Duration::from_secs(20)));
+    let (code, body) = curl_blocking(&["-u", &u, "-r", "0-65535", &url]);
+    assert_eq!(code, 206);
+    assert!(body == original[..65_536]);
+    // Killed mid-download (about 4 s of data at 2 MiB/s), then started again.
+    server.stop(libc::SIGKILL);
+    let server = Server::start_in(&data);
+    let url = server.url("/Downloads/film.mkv");
+    let (code, body) = curl_blocking(&["-u", &u, &url]);
+    assert_eq!(code, 200);
+    assert!(body == original, "the resumed download has the right bytes");
+    drop(seeder);
+}

@@ -46,15 +46,24 @@ pub struct Server {
 
 impl Server {
     pub fn start() -> Server {
+        Server::start_with(&[])
+    }
+
+    /// Starts a daemon on a new data dir with extra `serve` flags.
+    pub fn start_with(extra: &[&str]) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
         let data = dir.path().join("data");
-        let mut s = Server::start_in(&data);
+        let mut s = Server::start_in_with(&data, extra);
         s._dir = Some(dir);
         s
     }
 
     /// Starts a daemon on an existing (or new) data dir.
     pub fn start_in(data: &Path) -> Server {
+        Server::start_in_with(data, &[])
+    }
+
+    pub fn start_in_with(data: &Path, extra: &[&str]) -> Server {
         let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let child = Command::new(BIN)
             .args(["--data"])
@@ -62,6 +71,7 @@ impl Server {
             .args(["serve", "--listen", &addr.to_string()])
             // No DHT or LSD on a test machine; peers come from the tests.
             .args(["--torrent-listen", "127.0.0.1:0", "--no-dht", "--no-lsd"])
+            .args(extra)
             .env(
                 "RUST_LOG",
                 std::env::var("TD_TEST_LOG").unwrap_or_else(|_| "warn".into()),
