@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::users::{UserInfo, Users};
+use crate::torrents::status::{transfers_of, TransferInfo};
+use crate::users::{UserError, UserInfo, Users};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -27,13 +28,18 @@ pub enum Request {
         name: String,
         quota: Option<u64>,
     },
+    /// Transfers of one user, or of all.
+    Transfers {
+        user: Option<String>,
+    },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum Reply {
     Done,
     Users { users: Vec<UserInfo> },
+    Transfers { transfers: Vec<TransferInfo> },
     Error { message: String },
 }
 
@@ -46,6 +52,18 @@ pub struct Api {
 }
 
 impl Api {
+    fn transfers(&self, user: Option<&str>) -> Result<Reply, UserError> {
+        let users = match user {
+            Some(name) => vec![self.users.get(name)?],
+            None => self.users.all()?,
+        };
+        let mut transfers = Vec::new();
+        for u in users {
+            transfers.extend(transfers_of(self.users.storage(), u.id, &u.name)?);
+        }
+        Ok(Reply::Transfers { transfers })
+    }
+
     pub fn new(users: Arc<Users>, on_removed: Option<RemovedHook>) -> Api {
         Api { users, on_removed }
     }
@@ -72,6 +90,7 @@ impl Api {
             Request::UserQuota { name, quota } => {
                 self.users.set_quota(&name, quota).map(|()| Reply::Done)
             }
+            Request::Transfers { user } => self.transfers(user.as_deref()),
         };
         result.unwrap_or_else(|e| Reply::Error {
             message: e.to_string(),

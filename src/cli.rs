@@ -13,6 +13,7 @@ use crate::server::{self, ServeOptions};
 use crate::service::{OpenError, Service};
 use crate::size::{format_size, parse_size};
 use crate::torrents::engine::EngineOptions;
+use crate::torrents::status::status_text;
 
 #[derive(Parser)]
 #[command(
@@ -46,6 +47,15 @@ enum Command {
     /// Manage users (works with or without a running daemon).
     #[command(subcommand)]
     User(UserCommand),
+    /// List transfers (torrents in drives) with their progress.
+    Transfers {
+        /// Only this user's.
+        #[arg(long)]
+        user: Option<String>,
+        /// As JSON, for scripts.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args)]
@@ -208,6 +218,7 @@ fn run_user(data: &Path, cmd: UserCommand) -> anyhow::Result<()> {
             Ok(())
         }
         Reply::Error { message } => bail!(message),
+        other => bail!("unexpected reply from the daemon: {other:?}"),
     }
 }
 
@@ -233,5 +244,19 @@ pub fn main() -> anyhow::Result<()> {
             runtime.block_on(server::serve(service, ServeOptions { listen, engine }))
         }
         Command::User(cmd) => run_user(&cli.data, cmd),
+        Command::Transfers { user, json } => {
+            match call(&cli.data, Request::Transfers { user: user.clone() })? {
+                Reply::Transfers { transfers } if json => {
+                    println!("{}", serde_json::to_string_pretty(&transfers)?);
+                    Ok(())
+                }
+                Reply::Transfers { transfers } => {
+                    print!("{}", status_text(&transfers, user.is_none()));
+                    Ok(())
+                }
+                Reply::Error { message } => bail!(message),
+                other => bail!("unexpected reply from the daemon: {other:?}"),
+            }
+        }
     }
 }

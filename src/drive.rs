@@ -26,6 +26,7 @@ use crate::store::{
 use crate::torrents::engine::FileStream;
 use crate::torrents::metainfo::hex;
 use crate::torrents::pickup::remove_error_file;
+use crate::torrents::status::STATUS_NAME;
 use crate::torrents::Torrents;
 
 /// Folders every drive has at its root, which can't be removed or renamed.
@@ -238,38 +239,52 @@ pub(crate) enum Dead {
 }
 
 /// Drops a node's claim on its content; returns content nothing references any more.
-pub(crate) fn release_content(tx: &WriteTx, content: &Content) -> Result<Option<Dead>, StoreError> {
-    match content {
+pub(crate) fn release_content(tx: &WriteTx, rec: &NodeRec) -> Result<Option<Dead>, StoreError> {
+    match &rec.content {
         Content::Inline => Ok(None),
         Content::Blob(id) => Ok((tx.add_blob_ref(*id, -1)? == 0).then_some(Dead::Blob(*id))),
         Content::Torrent { hash, .. } => {
-            let Some(mut rec) = tx.torrent(hash)? else {
+            // The user's transfer ends with their last file of it...
+            if let Some(mut t) = tx.transfer(rec.owner, hash)? {
+                t.refs = t.refs.saturating_sub(1);
+                if t.refs == 0 {
+                    tx.remove_transfer(rec.owner, hash)?;
+                } else {
+                    tx.put_transfer(rec.owner, hash, &t)?;
+                }
+            }
+            // ...and the torrent with the last file of anyone.
+            let Some(mut torrent) = tx.torrent(hash)? else {
                 return Ok(None);
             };
-            rec.refs = rec.refs.saturating_sub(1);
-            if rec.refs == 0 {
+            torrent.refs = torrent.refs.saturating_sub(1);
+            if torrent.refs == 0 {
                 tx.remove_torrent(hash)?;
                 Ok(Some(Dead::Torrent(*hash)))
             } else {
-                tx.put_torrent(hash, &rec)?;
+                tx.put_torrent(hash, &torrent)?;
                 Ok(None)
             }
         }
     }
 }
 
-/// Takes one more reference on a node's content (a copy).
-fn share_content(tx: &WriteTx, from: u64, to: u64, content: &Content) -> Result<(), StoreError> {
-    match content {
+/// Takes one more reference on a node's content (a copy of node `from`, `rec`, as `to`).
+fn share_content(tx: &WriteTx, from: u64, to: u64, rec: &NodeRec) -> Result<(), StoreError> {
+    match &rec.content {
         Content::Inline => tx.set_inline(to, Some(&tx.inline(from)?)),
         Content::Blob(b) => tx.add_blob_ref(*b, 1).map(|_| ()),
-        Content::Torrent { hash, .. } => match tx.torrent(hash)? {
-            Some(mut rec) => {
-                rec.refs += 1;
-                tx.put_torrent(hash, &rec)
+        Content::Torrent { hash, .. } => {
+            if let Some(mut t) = tx.transfer(rec.owner, hash)? {
+                t.refs += 1;
+                tx.put_transfer(rec.owner, hash, &t)?;
             }
-            None => Ok(()),
-        },
+            if let Some(mut torrent) = tx.torrent(hash)? {
+                torrent.refs += 1;
+                tx.put_torrent(hash, &torrent)?;
+            }
+            Ok(())
+        }
     }
 }
 
@@ -367,6 +382,9 @@ impl UserDrive {
     }
 
     fn read_attr(&self, id: u64) -> FsResult<Attr> {
+        if self.is_status(id) {
+            return Ok(self.status_file().0);
+        }
         self.storage
             .read(|tx| Ok(attr_of(id, &node_of!(tx, id, self.user)?)))
     }
@@ -379,6 +397,9 @@ impl Drive for UserDrive {
     }
 
     async fn lookup(&self, parent: NodeId, name: &str) -> FsResult<Attr> {
+        if self.is_status_name(parent.0, name)? {
+            return Ok(self.status_file().0);
+        }
         let user = self.user;
         self.storage.read(|tx| {
             dir_of!(tx, parent.0, user);
@@ -393,7 +414,7 @@ impl Drive for UserDrive {
 
     async fn list(&self, dir: NodeId) -> FsResult<Vec<DirEntry>> {
         let user = self.user;
-        self.storage.read(|tx| {
+        let mut list = self.storage.read(|tx| {
             dir_of!(tx, dir.0, user);
             let mut out = Vec::new();
             for (name, id) in tx.children(dir.0)? {
@@ -404,10 +425,30 @@ impl Drive for UserDrive {
                 });
             }
             Ok(out)
-        })
+        })?;
+        if self.is_status_name(dir.0, STATUS_NAME)? {
+            let (attr, _) = self.status_file();
+            let at = list.partition_point(|e| e.name.as_str() < STATUS_NAME);
+            list.insert(
+                at,
+                DirEntry {
+                    name: STATUS_NAME.to_owned(),
+                    attr,
+                },
+            );
+        }
+        Ok(list)
     }
 
     async fn resolve(&self, names: &[&str]) -> FsResult<Attr> {
+        if let Some((&last, rest)) = names.split_last() {
+            if last == STATUS_NAME {
+                let parent = self.resolve(rest).await?;
+                if self.is_status_name(parent.id.0, last)? {
+                    return Ok(self.status_file().0);
+                }
+            }
+        }
         let (user, root) = (self.user, self.root);
         self.storage.read(|tx| {
             let mut id = root;
@@ -425,6 +466,28 @@ impl Drive for UserDrive {
 
     async fn open(&self, node: NodeId, opts: OpenOptions) -> FsResult<FileHandle> {
         let user = self.user;
+        if self.is_status(node.0) {
+            if opts.write {
+                return Err(FsError::ReadOnly);
+            }
+            let (_, text) = self.status_file();
+            return Ok(self.storage.add_handle(
+                user,
+                Handle {
+                    node: Some(node.0),
+                    deferred: None,
+                    writable: false,
+                    dirty: false,
+                    expected: None,
+                    written: 0,
+                    base_size: text.len() as u64,
+                    base: Base::Inline(text),
+                    staging: None,
+                    truncated: false,
+                    allowance: 0,
+                },
+            ));
+        }
         let mut retried = false;
         let (rec, base) = loop {
             // Record and inline content from one snapshot, so they agree.
@@ -492,6 +555,9 @@ impl Drive for UserDrive {
         opts: CreateOptions,
     ) -> FsResult<(Attr, FileHandle)> {
         check_name(name)?;
+        if self.is_status_name(parent.0, name)? {
+            return Err(FsError::ReadOnly);
+        }
         let user = self.user;
         let existing = self.storage.read(|tx| {
             dir_of!(tx, parent.0, user);
@@ -694,6 +760,9 @@ impl Drive for UserDrive {
 
     async fn mkdir(&self, parent: NodeId, name: &str) -> FsResult<Attr> {
         check_name(name)?;
+        if self.is_status_name(parent.0, name)? {
+            return Err(FsError::Exists);
+        }
         let (user, name) = (self.user, name.to_owned());
         self.storage
             .write(move |tx| {
@@ -708,6 +777,9 @@ impl Drive for UserDrive {
     }
 
     async fn unlink(&self, parent: NodeId, name: &str) -> FsResult<()> {
+        if self.is_status_name(parent.0, name)? {
+            return Err(FsError::PermissionDenied);
+        }
         let (user, root, name) = (self.user, self.root, name.to_owned());
         let dead = self
             .storage
@@ -759,7 +831,11 @@ impl Drive for UserDrive {
         opts: RenameOptions,
     ) -> FsResult<()> {
         check_name(new_name)?;
-        if self.is_fixed(parent.0, name) || self.is_fixed(new_parent.0, new_name) {
+        if self.is_fixed(parent.0, name)
+            || self.is_fixed(new_parent.0, new_name)
+            || self.is_status_name(parent.0, name)?
+            || self.is_status_name(new_parent.0, new_name)?
+        {
             return Err(FsError::PermissionDenied);
         }
         let (user, root) = (self.user, self.root);
@@ -823,6 +899,9 @@ impl Drive for UserDrive {
 
     async fn copy(&self, node: NodeId, new_parent: NodeId, new_name: &str) -> FsResult<Attr> {
         check_name(new_name)?;
+        if self.is_status(node.0) || self.is_status_name(new_parent.0, new_name)? {
+            return Err(FsError::PermissionDenied);
+        }
         let (user, uname, new_name) = (self.user, self.name.clone(), new_name.to_owned());
         self.storage
             .write(move |tx| {
@@ -837,7 +916,7 @@ impl Drive for UserDrive {
                 let (used, nodes) = tx.usage(user)?;
                 check_quota(tx, &uname, used, 0, src.size)?;
                 let id = tx.next_id("node")?;
-                share_content(tx, node.0, id, &src.content)?;
+                share_content(tx, node.0, id, &src)?;
                 let now = now_nanos();
                 let rec = NodeRec {
                     parent: new_parent.0,
@@ -859,6 +938,9 @@ impl Drive for UserDrive {
     }
 
     async fn setattr(&self, node: NodeId, changes: SetAttr) -> FsResult<Attr> {
+        if self.is_status(node.0) {
+            return Err(FsError::ReadOnly);
+        }
         let mut attr = self.read_attr(node.0)?;
         if let Some(size) = changes.size {
             if attr.is_dir() {
@@ -918,6 +1000,9 @@ impl Drive for UserDrive {
     }
 
     async fn xattrs(&self, node: NodeId) -> FsResult<Vec<(String, Vec<u8>)>> {
+        if self.is_status(node.0) {
+            return Ok(Vec::new());
+        }
         let user = self.user;
         self.storage.read(|tx| {
             node_of!(tx, node.0, user)?;
@@ -926,6 +1011,9 @@ impl Drive for UserDrive {
     }
 
     async fn set_xattrs(&self, node: NodeId, changes: Vec<XattrChange>) -> FsResult<()> {
+        if self.is_status(node.0) {
+            return Err(FsError::ReadOnly);
+        }
         let user = self.user;
         self.storage
             .write(move |tx| {
@@ -1013,7 +1101,7 @@ pub(crate) fn remove_node(
     touch(tx, rec.parent, now_nanos())?;
     let (used, nodes) = tx.usage(user)?;
     tx.set_usage(user, used.saturating_sub(rec.size), nodes.saturating_sub(1))?;
-    release_content(tx, &rec.content)
+    release_content(tx, rec)
 }
 
 /// The write transaction of `flush`: links a deferred file, swaps in the new content.
@@ -1051,7 +1139,7 @@ fn commit_content(
     let (used, nodes) = tx.usage(user)?;
     check_quota(tx, user_name, used, rec.size, size)?;
     let mut dead = Vec::new();
-    dead.extend(release_content(tx, &rec.content)?);
+    dead.extend(release_content(tx, &rec)?);
     rec.content = match content {
         NewContent::Inline(data) => {
             tx.set_inline(id, Some(data))?;

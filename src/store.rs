@@ -26,6 +26,8 @@ const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
 const USAGE: TableDefinition<u64, (u64, u64)> = TableDefinition::new("usage");
 /// info-hash → `TorrentRec`
 const TORRENTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("torrents");
+/// (user id, info-hash) → `TransferRec`: the torrents each user has
+const TRANSFERS: TableDefinition<(u64, &[u8]), &[u8]> = TableDefinition::new("transfers");
 /// node id → content of a small file
 const INLINE: TableDefinition<u64, &[u8]> = TableDefinition::new("inline");
 /// blob id → number of files whose content it is
@@ -97,6 +99,15 @@ pub enum Content {
     /// File `file` (librqbit's file id) of the torrent with this info-hash; the data is the
     /// engine's, shared by every node that shows it (see `TORRENTS`). Read-only.
     Torrent { hash: [u8; 20], file: u32 },
+}
+
+/// A torrent in one user's drive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferRec {
+    pub name: String,
+    pub added: i64,
+    /// Number of this user's nodes showing the torrent; the transfer ends at zero.
+    pub refs: u64,
 }
 
 /// A torrent some drive shows.
@@ -188,18 +199,21 @@ struct Job {
 /// Most writes one commit carries.
 const MAX_BATCH: usize = 128;
 
+type Cached<K, V> = OnceCell<ReadOnlyTable<K, V>>;
+
 /// A read-only snapshot. Tables are opened once per transaction: opening one costs about as
 /// much as a lookup, and a listing does thousands of lookups.
 pub struct ReadTx {
     tx: redb::ReadTransaction,
-    nodes: OnceCell<ReadOnlyTable<u64, &'static [u8]>>,
-    children: OnceCell<ReadOnlyTable<(u64, &'static str), u64>>,
-    xattrs: OnceCell<ReadOnlyTable<(u64, &'static str), &'static [u8]>>,
-    users: OnceCell<ReadOnlyTable<&'static str, &'static [u8]>>,
-    usage: OnceCell<ReadOnlyTable<u64, (u64, u64)>>,
-    blob_refs: OnceCell<ReadOnlyTable<u128, u64>>,
-    inline: OnceCell<ReadOnlyTable<u64, &'static [u8]>>,
-    torrents: OnceCell<ReadOnlyTable<&'static [u8], &'static [u8]>>,
+    nodes: Cached<u64, &'static [u8]>,
+    children: Cached<(u64, &'static str), u64>,
+    xattrs: Cached<(u64, &'static str), &'static [u8]>,
+    users: Cached<&'static str, &'static [u8]>,
+    usage: Cached<u64, (u64, u64)>,
+    blob_refs: Cached<u128, u64>,
+    inline: Cached<u64, &'static [u8]>,
+    torrents: Cached<&'static [u8], &'static [u8]>,
+    transfers: Cached<(u64, &'static [u8]), &'static [u8]>,
 }
 /// A write transaction: nothing is visible until the closure passed to `Store::write`
 /// returns `Ok`, and then all of it is, durably.
@@ -293,6 +307,29 @@ macro_rules! read_methods {
             Ok(out)
         }
 
+        pub fn transfer(&self, user: u64, hash: &[u8; 20]) -> StoreResult<Option<TransferRec>> {
+            let t = self.transfers_t()?;
+            let v = t.get((user, hash.as_slice()))?;
+            v.map(|v| decode(v.value())).transpose()
+        }
+
+        /// A user's transfers, by info-hash.
+        pub fn transfers_of(&self, user: u64) -> StoreResult<Vec<([u8; 20], TransferRec)>> {
+            let t = self.transfers_t()?;
+            let mut out = Vec::new();
+            let empty: &[u8] = &[];
+            for entry in t.range((user, empty)..(user.saturating_add(1), empty))? {
+                let (k, v) = entry?;
+                let hash: [u8; 20] = k
+                    .value()
+                    .1
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("bad info-hash key".into()))?;
+                out.push((hash, decode(v.value())?));
+            }
+            Ok(out)
+        }
+
         /// The content of a small file (empty if it has none).
         pub fn inline(&self, id: u64) -> StoreResult<Vec<u8>> {
             let t = self.inline_t()?;
@@ -343,6 +380,7 @@ cached_tables! {
     blob_refs / blob_refs_t: BLOB_REFS => u128, u64;
     inline / inline_t: INLINE => u64, &'static [u8];
     torrents / torrents_t: TORRENTS => &'static [u8], &'static [u8];
+    transfers / transfers_t: TRANSFERS => (u64, &'static [u8]), &'static [u8];
 }
 
 impl ReadTx {
@@ -391,6 +429,20 @@ impl WriteTx {
         self.0
             .open_table(TORRENTS)?
             .insert(hash.as_slice(), encode(rec).as_slice())?;
+        Ok(())
+    }
+
+    pub fn put_transfer(&self, user: u64, hash: &[u8; 20], rec: &TransferRec) -> StoreResult<()> {
+        self.0
+            .open_table(TRANSFERS)?
+            .insert((user, hash.as_slice()), encode(rec).as_slice())?;
+        Ok(())
+    }
+
+    pub fn remove_transfer(&self, user: u64, hash: &[u8; 20]) -> StoreResult<()> {
+        self.0
+            .open_table(TRANSFERS)?
+            .remove((user, hash.as_slice()))?;
         Ok(())
     }
 
@@ -550,6 +602,7 @@ impl Store {
             tx.0.open_table(BLOB_REFS)?;
             tx.0.open_table(INLINE)?;
             tx.0.open_table(TORRENTS)?;
+            tx.0.open_table(TRANSFERS)?;
             tx.0.open_table(COUNTERS)?;
             Ok::<_, StoreError>(())
         })?;

@@ -154,6 +154,10 @@ impl Users {
         })
     }
 
+    pub fn all(&self) -> UserResult<Vec<UserRec>> {
+        Ok(self.storage.store().read(|tx| tx.users())?)
+    }
+
     pub fn list(&self) -> UserResult<Vec<UserInfo>> {
         Ok(self.storage.store().read(|tx| -> Result<_, StoreError> {
             let mut out = Vec::new();
@@ -274,7 +278,7 @@ fn remove_tree(tx: &WriteTx, root: u64) -> Result<Vec<Dead>, StoreError> {
             tx.unlink(id, &name)?;
         }
         if let Some(rec) = tx.node(id)? {
-            dead.extend(release_content(tx, &rec.content)?);
+            dead.extend(release_content(tx, &rec)?);
         }
         tx.remove_node(id)?;
     }

@@ -93,6 +93,45 @@ async fn a_dropped_torrent_streams_while_it_downloads() {
     assert_eq!(code, 200);
     assert!(body == original, "the whole file differs");
 
+    // The transfer in /Add/status.txt and in the CLI; the status file is read-only.
+    let status_url = server.url("/Add/status.txt");
+    let (code, status) = curl_blocking(&["-u", &u, &status_url]);
+    let status = String::from_utf8_lossy(&status).into_owned();
+    assert_eq!(code, 200);
+    assert!(status.contains("movie.mkv"), "{status}");
+    assert!(
+        ["downloading", "seeding", "completed"]
+            .iter()
+            .any(|s| status.contains(s)),
+        "{status}"
+    );
+    let (_, listing) = curl_blocking(&[
+        "-u",
+        &u,
+        "-X",
+        "PROPFIND",
+        "-H",
+        "Depth: 1",
+        &server.url("/Add/"),
+    ]);
+    assert!(String::from_utf8_lossy(&listing).contains("/dav/Add/status.txt"));
+    assert_eq!(put_bytes(&u, &status_url, b"no"), 403);
+    assert_eq!(
+        curl_blocking(&["-u", &u, "-X", "DELETE", &status_url]).0,
+        403
+    );
+    let out = tokio::task::block_in_place(|| server.cli(&["transfers", "--json"], None));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        json.contains("\"name\": \"movie.mkv\"") && json.contains("\"user\": \"t\""),
+        "{json}"
+    );
+
     // Torrent files are read-only, but their owner can move and delete them.
     assert_eq!(put_bytes(&u, &file_url, b"overwrite"), 403);
     let (code, _) = curl_blocking(&[

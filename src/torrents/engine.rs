@@ -153,6 +153,11 @@ impl Engine {
         Ok(())
     }
 
+    /// The engine's figures for a torrent, if it has it.
+    pub fn stats(&self, hash: &[u8; 20]) -> Option<librqbit::TorrentStats> {
+        self.handle(hash).map(|h| h.stats())
+    }
+
     /// Stops a torrent and deletes its data.
     pub async fn remove(&self, hash: &[u8; 20]) -> anyhow::Result<()> {
         if self.handle(hash).is_some() {

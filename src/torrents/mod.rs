@@ -4,6 +4,7 @@
 pub mod engine;
 pub mod metainfo;
 pub(crate) mod pickup;
+pub mod status;
 
 use std::path::Path;
 use std::sync::Arc;

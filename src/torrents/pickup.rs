@@ -10,12 +10,14 @@ use bytes::Bytes;
 use torrentdrive_fs::{check_name, FsError, FsResult};
 
 use crate::drive::{check_quota, new_node, remove_node, Dead, UserDrive};
-use crate::store::{now_nanos, Content, Kind, NodeRec, StoreError, TorrentRec, TreeRead, WriteTx};
+use crate::store::{
+    now_nanos, Content, Kind, NodeRec, StoreError, TorrentRec, TransferRec, TreeRead, WriteTx,
+};
 use crate::torrents::metainfo::{self, hex, TorrentMeta};
 
 /// `.torrent` files larger than this are refused (real ones are kilobytes to a few MiB).
 const MAX_TORRENT_FILE: u64 = 16 << 20;
-const ADD: &str = "Add";
+pub(crate) const ADD: &str = "Add";
 const DOWNLOADS: &str = "Downloads";
 const ERROR_SUFFIX: &str = ".error.txt";
 
@@ -347,6 +349,13 @@ fn create_files(
     });
     rec.refs += meta.files.len() as u64;
     tx.put_torrent(&hash, &rec)?;
+    let mut transfer = tx.transfer(user, &hash)?.unwrap_or_else(|| TransferRec {
+        name: meta.name.clone(),
+        added: now_nanos(),
+        refs: 0,
+    });
+    transfer.refs += meta.files.len() as u64;
+    tx.put_transfer(user, &hash, &transfer)?;
     let mut dead: Vec<Dead> = remove_node(tx, user, dropped, &dropped_rec)?
         .into_iter()
         .collect();
