@@ -389,3 +389,49 @@ async fn a_download_resumes_after_kill_9() {
     assert!(body == original, "the resumed download has the right bytes");
     drop(seeder);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_magnet_with_a_peer_hint_downloads() {
+    if !have("curl") {
+        return;
+    }
+    let work = tempfile::tempdir().expect("tempdir");
+    let seed_dir = work.path().join("seed");
+    swarm::write_files(&seed_dir, &[("clip.mp4", 3 << 20)]);
+    let original = std::fs::read(seed_dir.join("clip.mp4")).expect("read");
+    // No tracker: the peer hint in the magnet is the only way to the seeder.
+    let torrent = swarm::make_torrent(
+        &seed_dir.join("clip.mp4"),
+        "http://127.0.0.1:9/announce",
+        64 << 10,
+    )
+    .await;
+    let seeder = swarm::Seeder::start(&work.path().join("seeder-state"), None).await;
+    seeder.seed(&torrent, &seed_dir).await;
+    let hash = swarm::info_hash(&torrent);
+    let magnet = format!(
+        "magnet:?xt=urn:btih:{hash}&dn=clip.mp4&x.pe={}\n",
+        seeder.addr
+    );
+
+    let server = Server::start();
+    server.add_user("m", "magnet-password", None);
+    let u = creds("m", "magnet-password");
+    assert_eq!(
+        put_bytes(&u, &server.url("/Add/clip.magnet"), magnet.as_bytes()),
+        201
+    );
+    let url = server.url("/Downloads/clip.mp4");
+    assert!(
+        wait_for(&u, &url, Duration::from_secs(30)),
+        "the magnet's file did not appear"
+    );
+    let (code, body) = curl_blocking(&["-u", &u, &url]);
+    assert_eq!(code, 200);
+    assert!(body == original);
+    assert_eq!(
+        curl_blocking(&["-u", &u, "-I", &server.url("/Add/clip.magnet")]).0,
+        404
+    );
+    drop(seeder);
+}

@@ -153,6 +153,31 @@ impl Engine {
         Ok(())
     }
 
+    /// The `.torrent` behind a magnet link or an http(s) URL, without starting a download:
+    /// for a magnet, the metadata is fetched from peers (`peers` are tried first). Fails
+    /// after `within`.
+    pub async fn resolve(
+        &self,
+        source: &str,
+        peers: Vec<SocketAddr>,
+        within: Duration,
+    ) -> anyhow::Result<Bytes> {
+        let opts = AddTorrentOptions {
+            list_only: true,
+            initial_peers: (!peers.is_empty()).then_some(peers),
+            ..Default::default()
+        };
+        let add = self
+            .session
+            .add_torrent(AddTorrent::from_url(source), Some(opts));
+        match tokio::time::timeout(within, add).await {
+            Err(_) => anyhow::bail!("metadata not found in {} s", within.as_secs()),
+            Ok(Err(e)) => Err(e),
+            Ok(Ok(librqbit::AddTorrentResponse::ListOnly(r))) => Ok(r.torrent_bytes),
+            Ok(Ok(_)) => anyhow::bail!("the engine added the torrent instead of listing it"),
+        }
+    }
+
     /// The engine's figures for a torrent, if it has it.
     pub fn stats(&self, hash: &[u8; 20]) -> Option<librqbit::TorrentStats> {
         self.handle(hash).map(|h| h.stats())

@@ -7,7 +7,8 @@ pub(crate) mod pickup;
 pub mod status;
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -18,6 +19,28 @@ use metainfo::hex;
 pub struct Torrents {
     engine: Engine,
     store: Arc<Store>,
+    /// Links whose metadata is being fetched: (user id, link) → since when.
+    pending: Mutex<Vec<(u64, String, Instant)>>,
+}
+
+/// How long a magnet link may take to yield its metadata.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Marks a link as being resolved for as long as it lives.
+pub(crate) struct Pending<'a> {
+    torrents: &'a Torrents,
+    user: u64,
+    link: String,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.torrents
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(u, l, _)| !(*u == self.user && *l == self.link));
+    }
 }
 
 impl Torrents {
@@ -28,13 +51,45 @@ impl Torrents {
         opts: &EngineOptions,
     ) -> anyhow::Result<Arc<Torrents>> {
         let engine = Engine::start(data, opts).await?;
-        let torrents = Arc::new(Torrents { engine, store });
+        let torrents = Arc::new(Torrents {
+            engine,
+            store,
+            pending: Mutex::new(Vec::new()),
+        });
         torrents.resume().await;
         Ok(torrents)
     }
 
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    pub(crate) fn metadata_timeout(&self) -> Duration {
+        METADATA_TIMEOUT
+    }
+
+    /// Shows `link` as "fetching metadata" for `user` until the guard is dropped.
+    pub(crate) fn pending(&self, user: u64, link: &str) -> Pending<'_> {
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((user, link.to_owned(), Instant::now()));
+        Pending {
+            torrents: self,
+            user,
+            link: link.to_owned(),
+        }
+    }
+
+    /// Links of `user` being resolved, with when they started.
+    pub(crate) fn pending_of(&self, user: u64) -> Vec<(String, Instant)> {
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|(u, _, _)| *u == user)
+            .map(|(_, l, at)| (l.clone(), *at))
+            .collect()
     }
 
     /// Re-adds torrents the engine's own state lost (it restores the rest itself).

@@ -177,12 +177,13 @@ impl UserDrive {
         let Some((rec, sub, inline)) = found else {
             return Ok(());
         };
-        let result = match drop_kind(&rec.name) {
-            Some(Drop::Torrent) => self.take_torrent(id, &rec, sub, inline).await,
-            Some(Drop::Magnet) => {
-                Err("magnet links are not supported yet: drop the .torrent file".into())
+        let result = match (drop_kind(&rec.name), self.content_of(&rec, inline).await) {
+            (None, _) => return Ok(()),
+            (_, Err(reason)) => Err(reason),
+            (Some(Drop::Torrent), Ok(bytes)) => {
+                self.take_torrent(id, &sub, bytes, Vec::new(), true).await
             }
-            None => return Ok(()),
+            (Some(Drop::Magnet), Ok(bytes)) => self.take_links(id, &sub, &bytes).await,
         };
         match result {
             Ok(()) => Ok(()),
@@ -190,23 +191,20 @@ impl UserDrive {
         }
     }
 
-    /// Turns a dropped `.torrent` into drive files and a download. `Err` is the one-line
-    /// reason for the error file.
-    async fn take_torrent(
+    /// The bytes of a dropped file.
+    async fn content_of(
         &self,
-        id: u64,
         dropped: &NodeRec,
-        sub: Vec<String>,
         inline: Option<Vec<u8>>,
-    ) -> Result<(), String> {
+    ) -> Result<Vec<u8>, String> {
         if dropped.size > MAX_TORRENT_FILE {
             return Err(format!(
                 "not a torrent file: {} bytes is too large",
                 dropped.size
             ));
         }
-        let bytes = match (inline, dropped.content) {
-            (Some(data), _) => data,
+        match (inline, dropped.content) {
+            (Some(data), _) => Ok(data),
             (None, Content::Blob(blob)) => {
                 let blobs = self.storage.blobs().clone();
                 let len = dropped.size as usize;
@@ -226,15 +224,77 @@ impl UserDrive {
                 })
                 .await
                 .map_err(|e| e.to_string())?
-                .map_err(|e| format!("reading the dropped file: {e}"))?
+                .map_err(|e| format!("reading the dropped file: {e}"))
             }
-            _ => return Err("not a torrent file".into()),
-        };
+            _ => Err("not a torrent file".into()),
+        }
+    }
+
+    /// A dropped `.magnet`: one magnet link or http(s) URL of a `.torrent` a line. Each is
+    /// resolved to its `.torrent` (metadata from peers for magnets) and taken like one; the
+    /// dropped file goes once every line worked.
+    async fn take_links(&self, id: u64, sub: &[String], bytes: &[u8]) -> Result<(), String> {
+        let text = std::str::from_utf8(bytes).map_err(|_| "not a text file of links".to_owned())?;
+        let links: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .collect();
+        if links.is_empty() {
+            return Err("no magnet link or URL in the file".into());
+        }
+        let torrents = self
+            .storage
+            .torrents()
+            .cloned()
+            .ok_or_else(|| "the torrent engine is not running".to_owned())?;
+        let mut failures = Vec::new();
+        for (i, link) in links.iter().enumerate() {
+            let peers = peer_hints(link);
+            let pending = torrents.pending(self.user, link);
+            let resolved = torrents
+                .engine()
+                .resolve(link, peers.clone(), torrents.metadata_timeout())
+                .await;
+            drop(pending);
+            let last = i + 1 == links.len() && failures.is_empty();
+            let result = match resolved {
+                Ok(torrent) => {
+                    self.take_torrent(id, sub, torrent.to_vec(), peers, last)
+                        .await
+                }
+                Err(e) => Err(format!("{e:#}")),
+            };
+            if let Err(reason) = result {
+                failures.push(if links.len() > 1 {
+                    format!("line {}: {reason}", i + 1)
+                } else {
+                    reason
+                });
+            }
+        }
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(failures.join("; "))
+        }
+    }
+
+    /// Turns a `.torrent` into drive files and a download; with `consume`, the dropped file
+    /// goes in the same commit. `Err` is the one-line reason for the error file.
+    async fn take_torrent(
+        &self,
+        id: u64,
+        sub: &[String],
+        bytes: Vec<u8>,
+        peers: Vec<std::net::SocketAddr>,
+        consume: bool,
+    ) -> Result<(), String> {
         let meta = metainfo::parse(&bytes).map_err(|e| e.to_string())?;
         let dest: Vec<String> = if sub.is_empty() {
             vec![DOWNLOADS.to_owned()]
         } else {
-            sub
+            sub.to_vec()
         };
         let (user, uname, root) = (self.user, self.name.clone(), self.root);
         let torrent = bytes.clone();
@@ -243,7 +303,17 @@ impl UserDrive {
             .storage
             .store()
             .write_async(move |tx| {
-                create_files(tx, user, &uname, root, &dest, &meta_for_tx, &torrent, id)
+                let dropped = consume.then_some(id);
+                create_files(
+                    tx,
+                    user,
+                    &uname,
+                    root,
+                    &dest,
+                    &meta_for_tx,
+                    &torrent,
+                    dropped,
+                )
             })
             .await
             .map_err(|e| match e {
@@ -258,7 +328,7 @@ impl UserDrive {
         if let Some(torrents) = self.storage.torrents() {
             if let Err(e) = torrents
                 .engine()
-                .add(&meta.info_hash, Bytes::from(bytes), Vec::new())
+                .add(&meta.info_hash, Bytes::from(bytes), peers)
                 .await
             {
                 tracing::error!(torrent = %hex(&meta.info_hash), error = %format!("{e:#}"), "starting the download");
@@ -318,13 +388,15 @@ fn create_files(
     dest: &[String],
     meta: &TorrentMeta,
     torrent: &[u8],
-    dropped: u64,
+    dropped: Option<u64>,
 ) -> FsResult<Vec<Dead>> {
-    let Some(dropped_rec) = tx.node(dropped)? else {
-        return Err(FsError::NotFound);
+    let dropped = match dropped {
+        Some(id) => Some((id, tx.node(id)?.ok_or(FsError::NotFound)?)),
+        None => None,
     };
+    let freed = dropped.as_ref().map_or(0, |(_, rec)| rec.size);
     let (used, _) = tx.usage(user)?;
-    check_quota(tx, user_name, used, dropped_rec.size, meta.total)?;
+    check_quota(tx, user_name, used, freed, meta.total)?;
     let dest = ensure_folder(tx, user, root, dest)?;
     let hash = meta.info_hash;
     if meta.multi_file {
@@ -356,17 +428,46 @@ fn create_files(
     });
     transfer.refs += meta.files.len() as u64;
     tx.put_transfer(user, &hash, &transfer)?;
-    let mut dead: Vec<Dead> = remove_node(tx, user, dropped, &dropped_rec)?
-        .into_iter()
-        .collect();
-    dead.extend(remove_error_file(
-        tx,
-        user,
-        root,
-        dropped_rec.parent,
-        &dropped_rec.name,
-    )?);
+    let mut dead = Vec::new();
+    if let Some((id, rec)) = dropped {
+        dead.extend(remove_node(tx, user, id, &rec)?);
+        dead.extend(remove_error_file(tx, user, root, rec.parent, &rec.name)?);
+    }
     Ok(dead)
+}
+
+/// Peer addresses a magnet link suggests (`x.pe=host:port`, BEP 9), numeric only.
+fn peer_hints(link: &str) -> Vec<std::net::SocketAddr> {
+    let Some((_, query)) = link.split_once('?') else {
+        return Vec::new();
+    };
+    query
+        .split('&')
+        .filter_map(|pair| pair.strip_prefix("x.pe="))
+        .filter_map(|v| percent_decode(v).parse().ok())
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -380,5 +481,15 @@ mod tests {
         assert_eq!(drop_kind("x.magnet"), Some(Drop::Magnet));
         assert_eq!(drop_kind("x.torrent.error.txt"), None);
         assert_eq!(drop_kind("status.txt"), None);
+    }
+
+    #[test]
+    fn peer_hints_from_magnets() {
+        let link = "magnet:?xt=urn:btih:0123456789abcdef0123456789abcdef01234567&x.pe=127.0.0.1:6881&dn=x&x.pe=%5B%3A%3A1%5D%3A51413&x.pe=host.example:1";
+        let peers = peer_hints(link);
+        assert_eq!(peers.len(), 2);
+        assert_eq!(peers[0].to_string(), "127.0.0.1:6881");
+        assert_eq!(peers[1].to_string(), "[::1]:51413");
+        assert!(peer_hints("magnet:?xt=urn:btih:abc").is_empty());
     }
 }

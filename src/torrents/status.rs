@@ -37,10 +37,27 @@ impl Torrents {
     /// The transfers of user `user_id`, with live figures from the engine.
     pub fn transfers(&self, user_id: u64, user: &str) -> Result<Vec<TransferInfo>, StoreError> {
         let list = self.store.read(|tx| tx.transfers_of(user_id))?;
-        Ok(list
+        let mut out: Vec<TransferInfo> = list
             .into_iter()
             .map(|(hash, rec)| self.describe(user, &hash, &rec))
-            .collect())
+            .collect();
+        for (link, since) in self.pending_of(user_id) {
+            out.push(TransferInfo {
+                user: user.to_owned(),
+                name: link_name(&link),
+                info_hash: String::new(),
+                state: "fetching metadata".into(),
+                progress: 0.0,
+                size: 0,
+                downloaded: 0,
+                down_bps: 0,
+                up_bps: 0,
+                eta_secs: None,
+                peers: 0,
+                error: Some(format!("waiting {} s", since.elapsed().as_secs())),
+            });
+        }
+        Ok(out)
     }
 
     fn describe(&self, user: &str, hash: &[u8; 20], rec: &TransferRec) -> TransferInfo {
@@ -76,6 +93,14 @@ impl Torrents {
         }
         info
     }
+}
+
+/// What to call a link that has no metadata yet: its `dn=` name, else the link.
+fn link_name(link: &str) -> String {
+    link.split(['?', '&'])
+        .find_map(|p| p.strip_prefix("dn="))
+        .map(|n| n.replace('+', " "))
+        .unwrap_or_else(|| link.chars().take(60).collect())
 }
 
 fn offline(user: &str, hash: &[u8; 20], rec: &TransferRec) -> TransferInfo {

@@ -154,6 +154,12 @@ pub async fn make_torrent(path: &Path, tracker: &str, piece_length: u32) -> Vec<
     t.as_bytes().expect("torrent bytes").to_vec()
 }
 
+/// The hex info-hash of a `.torrent`.
+pub fn info_hash(torrent: &[u8]) -> String {
+    let t = librqbit::torrent_from_bytes(torrent).expect("parse torrent");
+    t.info_hash.as_string()
+}
+
 /// A librqbit session seeding torrents from local data, upload limited to `upload_bps`.
 pub struct Seeder {
     pub session: Arc<Session>,
