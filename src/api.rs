@@ -32,6 +32,13 @@ pub enum Request {
     Transfers {
         user: Option<String>,
     },
+    /// Drops a `.torrent` or `.magnet` file into a user's `/Add`.
+    Add {
+        user: String,
+        name: String,
+        /// The file's bytes, base64.
+        data: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -40,7 +47,23 @@ pub enum Reply {
     Done,
     Users { users: Vec<UserInfo> },
     Transfers { transfers: Vec<TransferInfo> },
+    Added { name: String },
     Error { message: String },
+}
+
+/// Runs a future to completion from blocking code: on the daemon's runtime when there is
+/// one (the control socket runs requests on its blocking threads), else on a small one.
+fn block_on<F: std::future::Future>(fut: F) -> F::Output {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => handle.block_on(fut),
+        Err(_) => match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt.block_on(fut),
+            Err(e) => panic!("cannot start a runtime: {e}"),
+        },
+    }
 }
 
 /// Called after a user is removed, so front ends can drop what they hold for them.
@@ -52,6 +75,18 @@ pub struct Api {
 }
 
 impl Api {
+    fn add(&self, user: &str, name: &str, data: &str) -> Result<Reply, UserError> {
+        use base64::Engine as _;
+        let rec = self.users.get(user)?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .map_err(|e| UserError::Invalid(format!("bad file data: {e}")))?;
+        let drive = self.users.storage().drive(&rec);
+        let dropped = block_on(drive.drop_file(name, &bytes))
+            .map_err(|e| UserError::Invalid(format!("adding to /Add: {e}")))?;
+        Ok(Reply::Added { name: dropped })
+    }
+
     fn transfers(&self, user: Option<&str>) -> Result<Reply, UserError> {
         let users = match user {
             Some(name) => vec![self.users.get(name)?],
@@ -91,6 +126,7 @@ impl Api {
                 self.users.set_quota(&name, quota).map(|()| Reply::Done)
             }
             Request::Transfers { user } => self.transfers(user.as_deref()),
+            Request::Add { user, name, data } => self.add(&user, &name, &data),
         };
         result.unwrap_or_else(|e| Reply::Error {
             message: e.to_string(),

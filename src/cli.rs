@@ -47,6 +47,15 @@ enum Command {
     /// Manage users (works with or without a running daemon).
     #[command(subcommand)]
     User(UserCommand),
+    /// Add a torrent: a .torrent file, a magnet link or an http(s) URL of a .torrent. Goes
+    /// through the user's /Add folder, as a dropped file would.
+    Add {
+        /// Whose drive.
+        #[arg(long, default_value = "admin")]
+        user: String,
+        /// A path to a .torrent file, a magnet: link, or an http(s) URL.
+        source: String,
+    },
     /// List transfers (torrents in drives) with their progress.
     Transfers {
         /// Only this user's.
@@ -222,6 +231,36 @@ fn run_user(data: &Path, cmd: UserCommand) -> anyhow::Result<()> {
     }
 }
 
+fn add(data_dir: &Path, user: String, source: &str) -> anyhow::Result<()> {
+    use base64::Engine as _;
+    let (name, bytes) = if ["magnet:", "http://", "https://"]
+        .iter()
+        .any(|p| source.starts_with(p))
+    {
+        (
+            "added.magnet".to_owned(),
+            format!("{source}\n").into_bytes(),
+        )
+    } else {
+        let path = Path::new(source);
+        let bytes = std::fs::read(path).with_context(|| format!("reading {source}"))?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "added.torrent".into());
+        (name, bytes)
+    };
+    let data = base64::engine::general_purpose::STANDARD.encode(bytes);
+    match call(data_dir, Request::Add { user, name, data })? {
+        Reply::Added { name } => {
+            println!("added as /Add/{name}; see /Add/status.txt or `torrentdrive transfers`");
+            Ok(())
+        }
+        Reply::Error { message } => bail!(message),
+        other => bail!("unexpected reply from the daemon: {other:?}"),
+    }
+}
+
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
@@ -244,6 +283,7 @@ pub fn main() -> anyhow::Result<()> {
             runtime.block_on(server::serve(service, ServeOptions { listen, engine }))
         }
         Command::User(cmd) => run_user(&cli.data, cmd),
+        Command::Add { user, source } => add(&cli.data, user, &source),
         Command::Transfers { user, json } => {
             match call(&cli.data, Request::Transfers { user: user.clone() })? {
                 Reply::Transfers { transfers } if json => {

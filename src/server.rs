@@ -124,6 +124,11 @@ pub async fn serve(service: Service, opts: ServeOptions) -> anyhow::Result<()> {
         tracing::info!(%addr, "torrent engine listening");
     }
     storage.set_torrents(torrents.clone());
+    for user in tokio::task::block_in_place(|| users.all())? {
+        if let Err(e) = storage.drive(&user).scan_add() {
+            tracing::warn!(user = %user.name, error = %e, "looking for drops in /Add");
+        }
+    }
 
     let webdav = Arc::new(WebDav::new(
         Arc::new(UserAuth {

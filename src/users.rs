@@ -21,6 +21,8 @@ pub enum UserError {
     InvalidName(String),
     #[error("the password must have at least {MIN_PASSWORD} characters")]
     WeakPassword,
+    #[error("{0}")]
+    Invalid(String),
     #[error("password hashing failed: {0}")]
     Hash(String),
     #[error(transparent)]

@@ -433,5 +433,43 @@ async fn a_magnet_with_a_peer_hint_downloads() {
         curl_blocking(&["-u", &u, "-I", &server.url("/Add/clip.magnet")]).0,
         404
     );
+
+    // `torrentdrive add` with a .torrent file, through the running daemon.
+    let file = work.path().join("clip.torrent");
+    std::fs::write(&file, &torrent).expect("write");
+    let out = tokio::task::block_in_place(|| {
+        server.cli(&["add", "--user", "m", file.to_str().expect("path")], None)
+    });
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(wait_for(
+        &u,
+        &server.url("/Downloads/clip%20(2).mp4"),
+        Duration::from_secs(30)
+    ));
+
+    // `torrentdrive add` of a magnet with no daemon running: picked up at the next start.
+    let data = server.data.clone();
+    let mut server = server;
+    assert!(server.stop(libc::SIGTERM).success());
+    let out =
+        tokio::task::block_in_place(|| cli(&data, &["add", "--user", "m", magnet.trim()], None));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let server = Server::start_in(&data);
+    assert!(wait_for(
+        &u,
+        &server.url("/Downloads/clip%20(3).mp4"),
+        Duration::from_secs(30)
+    ));
+    let (code, body) = curl_blocking(&["-u", &u, &server.url("/Downloads/clip%20(3).mp4")]);
+    assert_eq!(code, 200);
+    assert!(body == original);
     drop(seeder);
 }

@@ -143,6 +143,87 @@ fn torrent_file(
 }
 
 impl UserDrive {
+    /// Picks up what lies in `/Add` without an error file: drops made while no daemon ran
+    /// (`torrentdrive add` without a daemon) or interrupted by a stop.
+    pub fn scan_add(&self) -> FsResult<()> {
+        let (user, root) = (self.user, self.root);
+        let found = self
+            .storage
+            .store()
+            .read(|tx| -> FsResult<Vec<(u64, NodeRec)>> {
+                let Some(add) = tx.child(root, ADD)? else {
+                    return Ok(Vec::new());
+                };
+                let mut found = Vec::new();
+                let mut stack = vec![add];
+                while let Some(dir) = stack.pop() {
+                    let children = tx.children(dir)?;
+                    for (name, id) in &children {
+                        let Some(rec) = tx.node(*id)? else { continue };
+                        if rec.owner != user {
+                            continue;
+                        }
+                        let has_error = children
+                            .iter()
+                            .any(|(n, _)| *n == format!("{name}{ERROR_SUFFIX}"));
+                        match rec.kind {
+                            Kind::Dir => stack.push(*id),
+                            Kind::File if drop_kind(name).is_some() && !has_error => {
+                                found.push((*id, rec))
+                            }
+                            Kind::File => {}
+                        }
+                    }
+                }
+                Ok(found)
+            })?;
+        for (id, rec) in found {
+            self.after_commit(id, &rec);
+        }
+        Ok(())
+    }
+
+    /// Puts `data` into `/Add` as `name` (made unique), as a WebDAV upload would: the
+    /// pick-up follows the commit. Used by `torrentdrive add`.
+    pub async fn drop_file(&self, name: &str, data: &[u8]) -> FsResult<String> {
+        use torrentdrive_fs::{CreateOptions, Drive};
+        check_name(name)?;
+        let (user, root) = (self.user, self.root);
+        let (add, unique) = self.storage.store().read(|tx| -> FsResult<(u64, String)> {
+            let add = tx.child(root, ADD)?.ok_or(FsError::NotFound)?;
+            match tx.node(add)? {
+                Some(rec) if rec.owner == user => {}
+                _ => return Err(FsError::NotFound),
+            }
+            let unique = match tx.child(add, name)? {
+                None => name.to_owned(),
+                Some(_) => {
+                    let (stem, ext) = name.rsplit_once('.').unwrap_or((name, ""));
+                    (2..)
+                        .map(|n| format!("{stem} ({n}).{ext}"))
+                        .find(|c| tx.child(add, c).ok().flatten().is_none())
+                        .unwrap_or_else(|| name.to_owned())
+                }
+            };
+            Ok((add, unique))
+        })?;
+        let opts = CreateOptions {
+            exclusive: true,
+            deferred: true,
+            expected_size: Some(data.len() as u64),
+        };
+        let (_, fh) = self
+            .create(torrentdrive_fs::NodeId(add), &unique, opts)
+            .await?;
+        let result = async {
+            self.write(fh, 0, data).await?;
+            self.flush(fh).await
+        }
+        .await;
+        self.release(fh).await?;
+        result.map(|_| unique)
+    }
+
     /// Called after a commit of file `id`: starts the pick-up if it is a drop into `/Add`.
     pub(crate) fn after_commit(&self, id: u64, rec: &NodeRec) {
         if self.storage.torrents().is_none() || drop_kind(&rec.name).is_none() {

@@ -28,6 +28,30 @@ pub fn have(program: &str) -> bool {
     found
 }
 
+/// Waits until the daemon answers on `addr` and its control socket exists; false if it
+/// exited first (its port was taken).
+fn wait_until_serving(child: &mut Child, addr: SocketAddr, data: &Path) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if child.try_wait().ok().flatten().is_some() {
+            return false;
+        }
+        if data.join("control.sock").exists() && TcpStream::connect(addr).is_ok() {
+            // Still ours: a process that lost the port race exits at once.
+            std::thread::sleep(Duration::from_millis(20));
+            if child.try_wait().ok().flatten().is_none() {
+                return true;
+            }
+            return false;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "torrentdrive did not start listening"
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -64,39 +88,38 @@ impl Server {
     }
 
     pub fn start_in_with(data: &Path, extra: &[&str]) -> Server {
-        let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-        let child = Command::new(BIN)
-            .args(["--data"])
-            .arg(data)
-            .args(["serve", "--listen", &addr.to_string()])
-            // No DHT or LSD on a test machine; peers come from the tests.
-            .args(["--torrent-listen", "127.0.0.1:0", "--no-dht", "--no-lsd"])
-            .args(extra)
-            .env(
-                "RUST_LOG",
-                std::env::var("TD_TEST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start torrentdrive");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(addr).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "torrentdrive did not start listening"
-            );
-            std::thread::sleep(Duration::from_millis(50));
+        // A port picked here may be taken by another test's process before the daemon binds
+        // it: then the daemon exits, and we try again with another.
+        for _ in 0..5 {
+            let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+            let mut child = Command::new(BIN)
+                .args(["--data"])
+                .arg(data)
+                .args(["serve", "--listen", &addr.to_string()])
+                // No DHT or LSD on a test machine; peers come from the tests.
+                .args(["--torrent-listen", "127.0.0.1:0", "--no-dht", "--no-lsd"])
+                .args(extra)
+                .env(
+                    "RUST_LOG",
+                    std::env::var("TD_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+                )
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("start torrentdrive");
+            if wait_until_serving(&mut child, addr, data) {
+                let admin_password = std::fs::read_to_string(data.join("admin-password"))
+                    .map(|s| s.trim().to_owned())
+                    .unwrap_or_default();
+                return Server {
+                    child: Some(child),
+                    addr,
+                    data: data.to_owned(),
+                    admin_password,
+                    _dir: None,
+                };
+            }
         }
-        let admin_password = std::fs::read_to_string(data.join("admin-password"))
-            .map(|s| s.trim().to_owned())
-            .unwrap_or_default();
-        Server {
-            child: Some(child),
-            addr,
-            data: data.to_owned(),
-            admin_password,
-            _dir: None,
-        }
+        panic!("torrentdrive did not start");
     }
 
     pub fn url(&self, path: &str) -> String {
