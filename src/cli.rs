@@ -85,6 +85,25 @@ struct EngineArgs {
     /// Seconds a read of a not yet downloaded range may wait before it fails.
     #[arg(long, env = "TORRENTDRIVE_READ_TIMEOUT", default_value_t = 60)]
     read_timeout: u64,
+    /// Download rate limit for all torrents together, per second (e.g. 10M).
+    #[arg(long, env = "TORRENTDRIVE_DOWNLOAD_LIMIT", value_parser = parse_limit)]
+    download_limit: Option<Limit>,
+    /// Upload rate limit for all torrents together, per second (e.g. 2M).
+    #[arg(long, env = "TORRENTDRIVE_UPLOAD_LIMIT", value_parser = parse_limit)]
+    upload_limit: Option<Limit>,
+    /// A tracker announced to for every torrent (repeatable).
+    #[arg(long = "tracker", env = "TORRENTDRIVE_TRACKERS", value_delimiter = ',')]
+    trackers: Vec<String>,
+}
+
+/// A rate limit in bytes per second, as librqbit takes it.
+fn rate(limit: Option<Limit>, flag: &str) -> anyhow::Result<Option<u32>> {
+    match limit.and_then(|l| l.0) {
+        None => Ok(None),
+        Some(bps) => u32::try_from(bps)
+            .map(Some)
+            .map_err(|_| anyhow::anyhow!("{flag}: at most 4 GiB per second")),
+    }
 }
 
 impl EngineArgs {
@@ -101,6 +120,9 @@ impl EngineArgs {
             dht: !self.no_dht,
             lsd: !self.no_lsd,
             read_timeout: std::time::Duration::from_secs(self.read_timeout.max(1)),
+            download_limit: rate(self.download_limit, "--download-limit")?,
+            upload_limit: rate(self.upload_limit, "--upload-limit")?,
+            trackers: self.trackers.clone(),
         })
     }
 }

@@ -235,7 +235,7 @@ async fn bad_drops_get_an_error_file() {
         return;
     }
     let server = Server::start();
-    server.add_user("e", "error-password", Some("1M"));
+    server.add_user("e", "error-password", Some("8M"));
     let u = creds("e", "error-password");
     let name_with_control = {
         let mut t =
@@ -251,14 +251,27 @@ async fn bad_drops_get_an_error_file() {
         t
     };
     let too_big = {
-        // 2 MiB in one file: over this user's 1 MiB quota.
+        // 16 MiB in one file: over this user's 8 MiB quota.
         let mut t =
-            b"d4:infod6:lengthi2097152e4:name7:big.bin12:piece lengthi1048576e6:pieces40:".to_vec();
-        t.extend_from_slice(&[7u8; 40]);
+            b"d4:infod6:lengthi16777216e4:name7:big.bin12:piece lengthi1048576e6:pieces320:"
+                .to_vec();
+        t.extend_from_slice(&[7u8; 320]);
         t.extend_from_slice(b"ee");
         t
     };
-    let cases: [(&str, &[u8], &str); 4] = [
+    let many_files = {
+        // 100,000 files of one byte each.
+        let mut t = b"d4:infod5:filesl".to_vec();
+        for i in 0..100_000 {
+            let name = format!("f{i}");
+            t.extend_from_slice(format!("d6:lengthi1e4:pathl{}:{name}ee", name.len()).as_bytes());
+        }
+        t.extend_from_slice(b"e4:name4:many12:piece lengthi16384e6:pieces140:");
+        t.extend_from_slice(&[7u8; 140]);
+        t.extend_from_slice(b"ee");
+        t
+    };
+    let cases: [(&str, &[u8], &str); 5] = [
         (
             "garbage.torrent",
             b"this is not bencode",
@@ -267,6 +280,7 @@ async fn bad_drops_get_an_error_file() {
         ("control.torrent", &name_with_control, "invalid name"),
         ("zero.torrent", &zero_piece, "piece length"),
         ("big.torrent", &too_big, "over quota"),
+        ("many.torrent", &many_files, "too many files"),
     ];
     for (name, data, expected) in cases {
         assert_eq!(
@@ -297,6 +311,27 @@ async fn bad_drops_get_an_error_file() {
         assert_eq!(code, 204);
         assert_eq!(curl_blocking(&["-u", &u, "-I", &error_url]).0, 404);
     }
+    // A zero-length file is a file like any other.
+    let zero_len = {
+        let mut t = b"d4:infod5:filesld6:lengthi0e4:pathl5:emptyeed6:lengthi5e4:pathl4:dataeee4:name4:pack12:piece lengthi16384e6:pieces20:".to_vec();
+        t.extend_from_slice(&[7u8; 20]);
+        t.extend_from_slice(b"ee");
+        t
+    };
+    assert_eq!(
+        put_bytes(&u, &server.url("/Add/pack.torrent"), &zero_len),
+        201
+    );
+    let empty = server.url("/Downloads/pack/empty");
+    assert!(
+        wait_for(&u, &empty, Duration::from_secs(10)),
+        "zero-length file missing"
+    );
+    let (code, body) = curl_blocking(&["-u", &u, &empty]);
+    assert_eq!((code, body.len()), (200, 0));
+    let (code, _) = curl_blocking(&["-u", &u, "-X", "DELETE", &server.url("/Downloads/pack/")]);
+    assert_eq!(code, 204);
+
     // Nothing was created in Downloads and the daemon still serves.
     let (code, body) = curl_blocking(&[
         "-u",

@@ -7,6 +7,7 @@
 
 use std::io::SeekFrom;
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +16,7 @@ use anyhow::Context;
 use bytes::Bytes;
 use librqbit::api::TorrentIdOrHash;
 use librqbit::dht::{DhtPersistenceConfig, Id20};
+use librqbit::limits::LimitsConfig;
 use librqbit::{
     AddTorrent, AddTorrentOptions, DhtSessionConfig, ListenerMode, ListenerOptions, ManagedTorrent,
     Session, SessionOptions, SessionPersistenceConfig,
@@ -34,6 +36,11 @@ pub struct EngineOptions {
     pub lsd: bool,
     /// How long a read of a missing range may wait for its pieces.
     pub read_timeout: Duration,
+    /// Bytes per second for all downloads together; `None` is unlimited.
+    pub download_limit: Option<u32>,
+    pub upload_limit: Option<u32>,
+    /// Trackers added to every torrent.
+    pub trackers: Vec<String>,
 }
 
 impl Default for EngineOptions {
@@ -43,6 +50,9 @@ impl Default for EngineOptions {
             dht: true,
             lsd: true,
             read_timeout: Duration::from_secs(60),
+            download_limit: None,
+            upload_limit: None,
+            trackers: Vec::new(),
         }
     }
 }
@@ -102,6 +112,15 @@ impl Engine {
                 // Every open stream holds one of these; chunk writes and hash checks need
                 // them too. The default of 8 lets a few readers stall the whole session.
                 runtime_worker_threads: Some(64),
+                ratelimits: LimitsConfig {
+                    download_bps: opts.download_limit.and_then(NonZeroU32::new),
+                    upload_bps: opts.upload_limit.and_then(NonZeroU32::new),
+                },
+                trackers: opts
+                    .trackers
+                    .iter()
+                    .filter_map(|t| url::Url::parse(t).ok())
+                    .collect(),
                 ..Default::default()
             },
         )
