@@ -91,9 +91,36 @@ struct EngineArgs {
     /// Upload rate limit for all torrents together, per second (e.g. 2M).
     #[arg(long, env = "TORRENTDRIVE_UPLOAD_LIMIT", value_parser = parse_limit)]
     upload_limit: Option<Limit>,
+    /// Downloads running at once; more wait in a queue.
+    #[arg(long, env = "TORRENTDRIVE_MAX_ACTIVE", default_value_t = 5)]
+    max_active: usize,
+    /// Seed a completed torrent until it uploaded this many times its size...
+    #[arg(long, env = "TORRENTDRIVE_SEED_RATIO", default_value_t = 1.0)]
+    seed_ratio: f64,
+    /// ...or for this long, whichever comes first (e.g. 24h, 90m, 2d, 0 for no seeding).
+    #[arg(long, env = "TORRENTDRIVE_SEED_TIME", default_value = "24h", value_parser = parse_duration)]
+    seed_time: std::time::Duration,
     /// A tracker announced to for every torrent (repeatable).
     #[arg(long = "tracker", env = "TORRENTDRIVE_TRACKERS", value_delimiter = ',')]
     trackers: Vec<String>,
+}
+
+/// `90s`, `30m`, `24h`, `2d` (a bare number is seconds).
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration (examples: 90s, 30m, 24h, 2d)"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(format!("unknown unit in `{text}` (use s, m, h or d)")),
+    };
+    Ok(std::time::Duration::from_secs(secs))
 }
 
 /// A rate limit in bytes per second, as librqbit takes it.
@@ -123,6 +150,9 @@ impl EngineArgs {
             download_limit: rate(self.download_limit, "--download-limit")?,
             upload_limit: rate(self.upload_limit, "--upload-limit")?,
             trackers: self.trackers.clone(),
+            max_active: self.max_active,
+            seed_ratio: self.seed_ratio,
+            seed_time: self.seed_time,
         })
     }
 }

@@ -23,6 +23,7 @@ use crate::api::Api;
 use crate::control;
 use crate::service::Service;
 use crate::torrents::engine::EngineOptions;
+use crate::torrents::scheduler::SeedPolicy;
 use crate::torrents::Torrents;
 use crate::users::Users;
 
@@ -124,6 +125,10 @@ pub async fn serve(service: Service, opts: ServeOptions) -> anyhow::Result<()> {
         tracing::info!(%addr, "torrent engine listening");
     }
     storage.set_torrents(torrents.clone());
+    let scheduler = torrents.spawn_scheduler(SeedPolicy {
+        ratio: opts.engine.seed_ratio,
+        time: opts.engine.seed_time,
+    });
     for user in tokio::task::block_in_place(|| users.all())? {
         if let Err(e) = storage.drive(&user).scan_add() {
             tracing::warn!(user = %user.name, error = %e, "looking for drops in /Add");
@@ -190,6 +195,7 @@ pub async fn serve(service: Service, opts: ServeOptions) -> anyhow::Result<()> {
     {
         tracing::warn!("requests still running after {DRAIN_TIMEOUT:?}; stopping anyway");
     }
+    scheduler.abort();
     torrents.stop().await;
     tracing::info!("stopped");
     Ok(())

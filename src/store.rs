@@ -119,6 +119,8 @@ pub struct TorrentRec {
     /// Number of nodes whose content is in this torrent; its data goes at zero.
     pub refs: u64,
     pub added: i64,
+    /// When the download was first seen complete.
+    pub completed: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -508,3 +508,74 @@ async fn a_magnet_with_a_peer_hint_downloads() {
     assert!(body == original);
     drop(seeder);
 }
+
+/// The states in `/Add/status.txt`, by name.
+fn states(u: &str, server: &Server) -> Vec<(String, String)> {
+    let (_, body) = curl_blocking(&["-u", u, &server.url("/Add/status.txt")]);
+    String::from_utf8_lossy(&body)
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let mut cols = l.split_whitespace();
+            Some((cols.next()?.to_owned(), cols.next()?.to_owned()))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn downloads_queue_and_stop_seeding() {
+    if !have("curl") {
+        return;
+    }
+    let tracker = swarm::Tracker::start().await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let seeder = swarm::Seeder::start(&work.path().join("seeder-state"), Some(2 << 20)).await;
+    let mut torrents = Vec::new();
+    for name in ["first.bin", "second.bin"] {
+        let dir = work.path().join(name);
+        swarm::write_files(&dir, &[(name, 3 << 20)]);
+        let torrent = swarm::make_torrent(&dir.join(name), &tracker.url, 64 << 10).await;
+        seeder.seed(&torrent, &dir).await;
+        torrents.push((name, torrent, std::fs::read(dir.join(name)).expect("read")));
+    }
+    let server = Server::start_with(&["--max-active", "1", "--seed-time", "0"]);
+    server.add_user("q", "queue-password", None);
+    let u = creds("q", "queue-password");
+    for (name, torrent, _) in &torrents {
+        assert_eq!(
+            put_bytes(&u, &server.url(&format!("/Add/{name}.torrent")), torrent),
+            201
+        );
+        assert!(wait_for(
+            &u,
+            &server.url(&format!("/Downloads/{name}")),
+            Duration::from_secs(20)
+        ));
+    }
+    // One downloads, the other waits.
+    let mut saw_queue = false;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline && !saw_queue {
+        let s = states(&u, &server);
+        saw_queue = s.iter().any(|(_, st)| st == "queued")
+            && s.iter().filter(|(_, st)| st == "downloading").count() == 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(saw_queue, "no queue: {:?}", states(&u, &server));
+    // Both finish, and with --seed-time 0 both stop seeding.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = states(&u, &server);
+        if s.len() == 2 && s.iter().all(|(_, st)| st == "completed") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not completed: {s:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for (name, _, original) in &torrents {
+        let (code, body) = curl_blocking(&["-u", &u, &server.url(&format!("/Downloads/{name}"))]);
+        assert_eq!(code, 200);
+        assert!(body == *original, "{name} differs");
+    }
+    drop(seeder);
+}

@@ -41,6 +41,12 @@ pub struct EngineOptions {
     pub upload_limit: Option<u32>,
     /// Trackers added to every torrent.
     pub trackers: Vec<String>,
+    /// Downloads running at once; the others wait, paused, as "queued".
+    pub max_active: usize,
+    /// A completed torrent seeds until it uploaded this many times its size...
+    pub seed_ratio: f64,
+    /// ...or for this long, whichever comes first.
+    pub seed_time: Duration,
 }
 
 impl Default for EngineOptions {
@@ -53,6 +59,9 @@ impl Default for EngineOptions {
             download_limit: None,
             upload_limit: None,
             trackers: Vec::new(),
+            max_active: 5,
+            seed_ratio: 1.0,
+            seed_time: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -66,6 +75,7 @@ pub struct Engine {
     session: Arc<Session>,
     torrents_dir: PathBuf,
     read_timeout: Duration,
+    max_active: usize,
 }
 
 impl Engine {
@@ -130,6 +140,7 @@ impl Engine {
             session,
             torrents_dir,
             read_timeout: opts.read_timeout,
+            max_active: opts.max_active.max(1),
         })
     }
 
@@ -159,6 +170,8 @@ impl Engine {
         }
         let folder = self.data_dir(hash);
         let opts = AddTorrentOptions {
+            // Beyond the active limit a new download waits in the queue.
+            paused: self.downloading() >= self.max_active,
             output_folder: Some(folder.to_string_lossy().into_owned()),
             // Resuming over our own partial data is the normal case after a restart.
             overwrite: true,
@@ -197,6 +210,40 @@ impl Engine {
         }
     }
 
+    /// Unfinished torrents that are not paused.
+    pub fn downloading(&self) -> usize {
+        self.session.with_torrents(|all| {
+            all.filter(|(_, h)| !h.is_paused() && !h.stats().finished)
+                .count()
+        })
+    }
+
+    pub fn max_active(&self) -> usize {
+        self.max_active
+    }
+
+    /// Every torrent the engine has: (info-hash, paused, stats).
+    pub fn all(&self) -> Vec<([u8; 20], bool, librqbit::TorrentStats)> {
+        self.session.with_torrents(|all| {
+            all.map(|(_, h)| (h.info_hash().0, h.is_paused(), h.stats()))
+                .collect()
+        })
+    }
+
+    pub async fn pause(&self, hash: &[u8; 20]) -> anyhow::Result<()> {
+        match self.handle(hash) {
+            Some(h) if !h.is_paused() => self.session.pause(&h).await,
+            _ => Ok(()),
+        }
+    }
+
+    pub async fn unpause(&self, hash: &[u8; 20]) -> anyhow::Result<()> {
+        match self.handle(hash) {
+            Some(h) if h.is_paused() => self.session.unpause(&h).await,
+            _ => Ok(()),
+        }
+    }
+
     /// The engine's figures for a torrent, if it has it.
     pub fn stats(&self, hash: &[u8; 20]) -> Option<librqbit::TorrentStats> {
         self.handle(hash).map(|h| h.stats())
@@ -221,6 +268,12 @@ impl Engine {
         let handle = self
             .handle(hash)
             .ok_or_else(|| FsError::Io("the torrent is not in the engine".into()))?;
+        // Someone wants to watch it: a queued download starts now.
+        if handle.is_paused() && !handle.stats().finished {
+            if let Err(e) = self.session.unpause(&handle).await {
+                tracing::warn!(torrent = %hex(hash), error = %format!("{e:#}"), "starting a queued download for a read");
+            }
+        }
         let stream = tokio::time::timeout(self.read_timeout, handle.stream(file as usize))
             .await
             .map_err(|_| FsError::TimedOut)?

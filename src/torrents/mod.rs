@@ -4,6 +4,7 @@
 pub mod engine;
 pub mod metainfo;
 pub(crate) mod pickup;
+pub mod scheduler;
 pub mod status;
 
 use std::path::Path;

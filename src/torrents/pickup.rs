@@ -499,6 +499,7 @@ fn create_files(
         torrent: torrent.to_vec(),
         refs: 0,
         added: now_nanos(),
+        completed: None,
     });
     rec.refs += meta.files.len() as u64;
     tx.put_torrent(&hash, &rec)?;

@@ -78,7 +78,8 @@ impl Torrents {
         info.state = match stats.state {
             librqbit::TorrentStatsState::Initializing { .. } => "checking",
             librqbit::TorrentStatsState::Paused if stats.finished => "completed",
-            librqbit::TorrentStatsState::Paused => "paused",
+            // Only the queue pauses unfinished downloads.
+            librqbit::TorrentStatsState::Paused => "queued",
             librqbit::TorrentStatsState::Error => "error",
             librqbit::TorrentStatsState::Live if stats.finished => "seeding",
             librqbit::TorrentStatsState::Live => "downloading",
