@@ -579,3 +579,68 @@ async fn downloads_queue_and_stop_seeding() {
     }
     drop(seeder);
 }
+
+/// aria2c, a different BitTorrent implementation, seeding on loopback through the tracker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn aria2c_seeds_to_torrentdrive() {
+    if !have("curl") || !have("aria2c") {
+        return;
+    }
+    let tracker = swarm::Tracker::start().await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let dir = work.path().join("aria");
+    // Not a multiple of the piece length: for such lengths librqbit 9.1's create_torrent
+    // writes one piece hash too many, which aria2c rightly refuses.
+    const LEN: usize = (5 << 20) + 12_345;
+    swarm::write_files(&dir, &[("show.mkv", LEN)]);
+    let original = std::fs::read(dir.join("show.mkv")).expect("read");
+    let torrent = swarm::make_torrent(&dir.join("show.mkv"), &tracker.url, 256 << 10).await;
+    let torrent_file = work.path().join("show.torrent");
+    std::fs::write(&torrent_file, &torrent).expect("write");
+    let port = free_port();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _aria = Kill(
+        std::process::Command::new("aria2c")
+            .arg(format!("--dir={}", dir.display()))
+            .args([
+                "--check-integrity=true",
+                "--seed-ratio=0.0",
+                "--enable-dht=false",
+                "--enable-dht6=false",
+                "--bt-enable-lpd=false",
+                "--enable-peer-exchange=false",
+                "--bt-tracker-interval=1",
+                "--quiet=true",
+            ])
+            .arg(format!("--listen-port={port}"))
+            .arg(&torrent_file)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("start aria2c"),
+    );
+
+    let server = Server::start();
+    server.add_user("x", "aria2-password", None);
+    let u = creds("x", "aria2-password");
+    assert_eq!(
+        put_bytes(&u, &server.url("/Add/show.torrent"), &torrent),
+        201
+    );
+    let url = server.url("/Downloads/show.mkv");
+    assert!(wait_for(&u, &url, Duration::from_secs(20)));
+    // The end of the file first, as a player looking for the index would.
+    let (code, body) = curl_blocking(&["-u", &u, "-r", &format!("{}-", LEN - 100_000), &url]);
+    assert_eq!(code, 206);
+    assert!(body == original[LEN - 100_000..]);
+    let (code, body) = curl_blocking(&["-u", &u, &url]);
+    assert_eq!(code, 200);
+    assert!(body == original, "bytes from aria2c differ");
+}
