@@ -5,9 +5,12 @@
 //! UTF-8, no control characters or NUL, at most 255 bytes, not `.`/`..`, no `/`). A torrent
 //! with a name that breaks these rules is refused with the offending name in the error, not
 //! silently renamed: renaming would make the files differ from what other peers and the
-//! user expect. librqbit itself already refuses `..`, separators and duplicate paths.
+//! user expect. librqbit itself already refuses `..`, separators and duplicate paths; two
+//! paths that differ only in Unicode normalisation (NFC vs NFD, as macOS writes them) are
+//! refused here too, since clients that normalise would show one file for two.
 
 use torrentdrive_fs::check_name;
+use unicode_normalization::UnicodeNormalization;
 
 /// More files than this is refused: each becomes a node, and listing such a folder is
 /// unusable anyway.
@@ -28,6 +31,8 @@ pub enum MetaError {
     TooManyFiles(usize),
     #[error("invalid piece length {0} (must be 1 byte to 64 MiB)")]
     PieceLength(u32),
+    #[error("two files in the torrent have the same name once normalised: {0:?}")]
+    NameClash(String),
 }
 
 /// One file of a torrent, as the drive shows it.
@@ -109,6 +114,13 @@ pub fn parse(bytes: &[u8]) -> Result<TorrentMeta, MetaError> {
             len: details.len,
         });
     }
+    let mut seen = std::collections::HashSet::new();
+    for f in &files {
+        let normalised: Vec<String> = f.path.iter().map(|c| c.nfc().collect()).collect();
+        if !seen.insert(normalised) {
+            return Err(MetaError::NameClash(f.path.join("/")));
+        }
+    }
     Ok(TorrentMeta {
         info_hash: torrent.info_hash.0,
         name,
@@ -117,4 +129,68 @@ pub fn parse(bytes: &[u8]) -> Result<TorrentMeta, MetaError> {
         total,
         piece_length: info.piece_length,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn single(name: &str, piece_length: u32) -> Vec<u8> {
+        let mut t = format!(
+            "d4:infod6:lengthi3e4:name{}:{name}12:piece lengthi{piece_length}e6:pieces20:",
+            name.len()
+        )
+        .into_bytes();
+        t.extend_from_slice(&[1u8; 20]);
+        t.extend_from_slice(b"ee");
+        t
+    }
+
+    fn multi(paths: &[&str]) -> Vec<u8> {
+        let mut t = b"d4:infod5:filesl".to_vec();
+        for p in paths {
+            t.extend_from_slice(format!("d6:lengthi1e4:pathl{}:{p}ee", p.len()).as_bytes());
+        }
+        t.extend_from_slice(b"e4:name4:pack12:piece lengthi16384e6:pieces20:");
+        t.extend_from_slice(&[1u8; 20]);
+        t.extend_from_slice(b"ee");
+        t
+    }
+
+    #[test]
+    fn accepts_a_plain_torrent() {
+        let m = parse(&single("movie.mkv", 16384)).expect("valid");
+        assert_eq!(m.name, "movie.mkv");
+        assert!(!m.multi_file);
+        assert_eq!(m.total, 3);
+        assert_eq!(m.files[0].path, vec!["movie.mkv"]);
+    }
+
+    #[test]
+    fn refuses_hostile_torrents() {
+        assert!(matches!(parse(b"garbage"), Err(MetaError::NotBencode(_))));
+        assert!(matches!(
+            parse(&single("a\x01b", 16384)),
+            Err(MetaError::BadName { .. })
+        ));
+        let long = "x".repeat(300);
+        assert!(matches!(
+            parse(&single(&long, 16384)),
+            Err(MetaError::BadName { .. })
+        ));
+        assert!(matches!(
+            parse(&single("a", 0)),
+            Err(MetaError::PieceLength(0))
+        ));
+        assert!(matches!(
+            parse(&single("a", 1 << 30)),
+            Err(MetaError::PieceLength(_))
+        ));
+        assert!(parse(&multi(&["..", "b"])).is_err());
+        assert!(parse(&multi(&["same", "same"])).is_err());
+        // "é" precomposed and decomposed.
+        let clash = parse(&multi(&["caf\u{e9}", "cafe\u{301}"]));
+        assert!(matches!(clash, Err(MetaError::NameClash(_))), "{clash:?}");
+        assert!(parse(&multi(&["a", "b"])).is_ok());
+    }
 }
