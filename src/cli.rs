@@ -100,6 +100,10 @@ struct EngineArgs {
     /// ...or for this long, whichever comes first (e.g. 24h, 90m, 2d, 0 for no seeding).
     #[arg(long, env = "TORRENTDRIVE_SEED_TIME", default_value = "24h", value_parser = parse_duration)]
     seed_time: std::time::Duration,
+    /// Chunk requests outstanding per peer: lower answers seeks sooner, higher suits
+    /// distant peers.
+    #[arg(long, env = "TORRENTDRIVE_REQUEST_WINDOW", default_value_t = 128)]
+    request_window: usize,
     /// A tracker announced to for every torrent (repeatable).
     #[arg(long = "tracker", env = "TORRENTDRIVE_TRACKERS", value_delimiter = ',')]
     trackers: Vec<String>,
@@ -153,6 +157,7 @@ impl EngineArgs {
             max_active: self.max_active,
             seed_ratio: self.seed_ratio,
             seed_time: self.seed_time,
+            request_window: self.request_window,
         })
     }
 }

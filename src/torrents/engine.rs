@@ -18,8 +18,9 @@ use librqbit::api::TorrentIdOrHash;
 use librqbit::dht::{DhtPersistenceConfig, Id20};
 use librqbit::limits::LimitsConfig;
 use librqbit::{
-    AddTorrent, AddTorrentOptions, DhtSessionConfig, ListenerMode, ListenerOptions, ManagedTorrent,
-    Session, SessionOptions, SessionPersistenceConfig,
+    AddTorrent, AddTorrentOptions, ConnectionOptions, DhtSessionConfig, ListenerMode,
+    ListenerOptions, ManagedTorrent, PeerConnectionOptions, Session, SessionOptions,
+    SessionPersistenceConfig,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeek, AsyncSeekExt};
 use torrentdrive_fs::{FsError, FsResult};
@@ -47,6 +48,9 @@ pub struct EngineOptions {
     pub seed_ratio: f64,
     /// ...or for this long, whichever comes first.
     pub seed_time: Duration,
+    /// Chunk (16 KiB) requests kept outstanding per peer. A piece a reader waits for is
+    /// requested behind these, so fewer make seeks answer sooner; more help far peers.
+    pub request_window: usize,
 }
 
 impl Default for EngineOptions {
@@ -62,6 +66,7 @@ impl Default for EngineOptions {
             max_active: 5,
             seed_ratio: 1.0,
             seed_time: Duration::from_secs(24 * 3600),
+            request_window: 128,
         }
     }
 }
@@ -122,6 +127,13 @@ impl Engine {
                 // Every open stream holds one of these; chunk writes and hash checks need
                 // them too. The default of 8 lets a few readers stall the whole session.
                 runtime_worker_threads: Some(64),
+                connect: Some(ConnectionOptions {
+                    peer_opts: Some(PeerConnectionOptions {
+                        max_request_window: Some(opts.request_window.max(1)),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
                 ratelimits: LimitsConfig {
                     download_bps: opts.download_limit.and_then(NonZeroU32::new),
                     upload_bps: opts.upload_limit.and_then(NonZeroU32::new),
