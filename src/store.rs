@@ -166,6 +166,12 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> StoreResult<T> {
     }
 }
 
+/// An info-hash stored as a key.
+fn info_hash(key: &[u8]) -> StoreResult<[u8; 20]> {
+    key.try_into()
+        .map_err(|_| StoreError::Corrupt("bad info-hash key".into()))
+}
+
 pub fn to_nanos(t: SystemTime) -> i64 {
     match t.duration_since(UNIX_EPOCH) {
         Ok(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
@@ -300,11 +306,7 @@ macro_rules! read_methods {
             let mut out = Vec::new();
             for entry in t.iter()? {
                 let (k, v) = entry?;
-                let hash: [u8; 20] = k
-                    .value()
-                    .try_into()
-                    .map_err(|_| StoreError::Corrupt("bad info-hash key".into()))?;
-                out.push((hash, decode(v.value())?));
+                out.push((info_hash(k.value())?, decode(v.value())?));
             }
             Ok(out)
         }
@@ -322,12 +324,7 @@ macro_rules! read_methods {
             let empty: &[u8] = &[];
             for entry in t.range((user, empty)..(user.saturating_add(1), empty))? {
                 let (k, v) = entry?;
-                let hash: [u8; 20] = k
-                    .value()
-                    .1
-                    .try_into()
-                    .map_err(|_| StoreError::Corrupt("bad info-hash key".into()))?;
-                out.push((hash, decode(v.value())?));
+                out.push((info_hash(k.value().1)?, decode(v.value())?));
             }
             Ok(out)
         }

@@ -42,20 +42,10 @@ impl Torrents {
             .map(|(hash, rec)| self.describe(user, &hash, &rec))
             .collect();
         for (link, since) in self.pending_of(user_id) {
-            out.push(TransferInfo {
-                user: user.to_owned(),
-                name: link_name(&link),
-                info_hash: String::new(),
-                state: "fetching metadata".into(),
-                progress: 0.0,
-                size: 0,
-                downloaded: 0,
-                down_bps: 0,
-                up_bps: 0,
-                eta_secs: None,
-                peers: 0,
-                error: Some(format!("waiting {} s", since.elapsed().as_secs())),
-            });
+            let mut info =
+                TransferInfo::idle(user, link_name(&link), String::new(), "fetching metadata");
+            info.error = Some(format!("waiting {} s", since.elapsed().as_secs()));
+            out.push(info);
         }
         Ok(out)
     }
@@ -104,21 +94,28 @@ fn link_name(link: &str) -> String {
         .unwrap_or_else(|| link.chars().take(60).collect())
 }
 
-fn offline(user: &str, hash: &[u8; 20], rec: &TransferRec) -> TransferInfo {
-    TransferInfo {
-        user: user.to_owned(),
-        name: rec.name.clone(),
-        info_hash: hex(hash),
-        state: "stopped".into(),
-        progress: 0.0,
-        size: 0,
-        downloaded: 0,
-        down_bps: 0,
-        up_bps: 0,
-        eta_secs: None,
-        peers: 0,
-        error: None,
+impl TransferInfo {
+    /// A transfer with no figures yet.
+    fn idle(user: &str, name: String, info_hash: String, state: &str) -> TransferInfo {
+        TransferInfo {
+            user: user.to_owned(),
+            name,
+            info_hash,
+            state: state.to_owned(),
+            progress: 0.0,
+            size: 0,
+            downloaded: 0,
+            down_bps: 0,
+            up_bps: 0,
+            eta_secs: None,
+            peers: 0,
+            error: None,
+        }
     }
+}
+
+fn offline(user: &str, hash: &[u8; 20], rec: &TransferRec) -> TransferInfo {
+    TransferInfo::idle(user, rec.name.clone(), hex(hash), "stopped")
 }
 
 /// A user's transfers: live from the engine when it runs, else as stored.
