@@ -381,6 +381,29 @@ impl UserDrive {
         Ok(())
     }
 
+    /// How a handle reads a torrent file: straight from disk once the torrent is complete,
+    /// else through the engine, which fetches missing pieces first.
+    async fn torrent_base(&self, hash: [u8; 20], file: u32) -> Base {
+        let path = self
+            .storage
+            .torrents()
+            .and_then(|t| t.engine().completed_file(&hash, file));
+        if let Some(path) = path {
+            let opened = blocking(move || Ok(std::fs::File::open(path)?)).await;
+            match opened {
+                Ok(f) => return Base::Blob(Arc::new(f)),
+                Err(e) => {
+                    tracing::warn!(torrent = %hex(&hash), error = %e, "opening complete torrent data")
+                }
+            }
+        }
+        Base::Torrent {
+            hash,
+            file,
+            stream: None,
+        }
+    }
+
     fn read_attr(&self, id: u64) -> FsResult<Attr> {
         if self.is_status(id) {
             return Ok(self.status_file().0);
@@ -517,11 +540,7 @@ impl Drive for UserDrive {
                     if opts.write {
                         return Err(FsError::ReadOnly);
                     }
-                    Base::Torrent {
-                        hash,
-                        file,
-                        stream: None,
-                    }
+                    self.torrent_base(hash, file).await
                 }
             };
             break (rec, base);

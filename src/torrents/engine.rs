@@ -275,6 +275,23 @@ impl Engine {
         }
     }
 
+    /// The path of file `file` of a torrent, if the torrent is complete: its data can then be
+    /// read straight from disk.
+    pub fn completed_file(&self, hash: &[u8; 20], file: u32) -> Option<PathBuf> {
+        let handle = self.handle(hash)?;
+        if !handle.stats().finished {
+            return None;
+        }
+        let relative = handle
+            .with_metadata(|m| {
+                m.file_infos
+                    .get(file as usize)
+                    .map(|f| f.relative_filename.clone())
+            })
+            .ok()??;
+        Some(handle.output_folder().join(relative))
+    }
+
     /// Opens a stream of file `file` of a torrent.
     pub async fn open(&self, hash: &[u8; 20], file: u32) -> FsResult<FileStream> {
         let handle = self
