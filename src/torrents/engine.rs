@@ -71,13 +71,22 @@ impl Default for EngineOptions {
     }
 }
 
-/// A readable, seekable stream of one torrent file.
-pub type FileStream = Box<dyn StreamRead>;
+/// A readable, seekable stream of one torrent file, holding one of the engine's stream slots.
+pub struct FileStream {
+    stream: Box<dyn StreamRead>,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// Streams open at once. Each librqbit stream holds one of the session's worker permits
+/// (`runtime_worker_threads`, set to 64 below), which chunk writes and hash checks need too:
+/// with all of them taken by streams waiting for pieces, no piece could ever arrive.
+const MAX_STREAMS: usize = 32;
 pub trait StreamRead: AsyncRead + AsyncSeek + Send + Unpin {}
 impl<T: AsyncRead + AsyncSeek + Send + Unpin> StreamRead for T {}
 
 pub struct Engine {
     session: Arc<Session>,
+    streams: Arc<tokio::sync::Semaphore>,
     torrents_dir: PathBuf,
     read_timeout: Duration,
     max_active: usize,
@@ -150,6 +159,7 @@ impl Engine {
         .context("starting the torrent engine")?;
         Ok(Engine {
             session,
+            streams: Arc::new(tokio::sync::Semaphore::new(MAX_STREAMS)),
             torrents_dir,
             read_timeout: opts.read_timeout,
             max_active: opts.max_active.max(1),
@@ -303,16 +313,31 @@ impl Engine {
                 tracing::warn!(torrent = %hex(hash), error = %format!("{e:#}"), "starting a queued download for a read");
             }
         }
-        let stream = tokio::time::timeout(self.read_timeout, handle.stream(file as usize))
+        let open = async {
+            let slot = self
+                .streams
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| FsError::Io("the engine is stopping".into()))?;
+            let stream = handle
+                .stream(file as usize)
+                .await
+                .map_err(|e| FsError::Io(format!("opening a torrent stream: {e:#}")))?;
+            Ok(FileStream {
+                stream: Box::new(stream),
+                _slot: slot,
+            })
+        };
+        tokio::time::timeout(self.read_timeout, open)
             .await
             .map_err(|_| FsError::TimedOut)?
-            .map_err(|e| FsError::Io(format!("opening a torrent stream: {e:#}")))?;
-        Ok(Box::new(stream))
     }
 
     /// Reads up to `n` bytes at `offset` from `stream`, waiting for missing pieces at most
     /// `read_timeout`. Returns fewer bytes only at the end of the file.
     pub async fn read(&self, stream: &mut FileStream, offset: u64, n: usize) -> FsResult<Bytes> {
+        let stream = &mut stream.stream;
         let work = async {
             stream.seek(SeekFrom::Start(offset)).await?;
             let mut buf = vec![0u8; n];
