@@ -644,3 +644,51 @@ async fn aria2c_seeds_to_torrentdrive() {
     assert_eq!(code, 200);
     assert!(body == original, "bytes from aria2c differ");
 }
+
+/// More readers than the engine has stream slots, all waiting for pieces: none starves the
+/// engine, all get their bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_readers_waiting_at_once() {
+    if !have("curl") {
+        return;
+    }
+    let tracker = swarm::Tracker::start().await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let dir = work.path().join("seed");
+    const LEN: usize = 6 << 20;
+    swarm::write_files(&dir, &[("many.bin", LEN)]);
+    let original = std::sync::Arc::new(std::fs::read(dir.join("many.bin")).expect("read"));
+    let torrent = swarm::make_torrent(&dir.join("many.bin"), &tracker.url, 64 << 10).await;
+    let seeder = swarm::Seeder::start(&work.path().join("seeder-state"), Some(2 << 20)).await;
+    seeder.seed(&torrent, &dir).await;
+    let server = Server::start();
+    server.add_user("r", "readers-password", None);
+    let u = creds("r", "readers-password");
+    assert_eq!(
+        put_bytes(&u, &server.url("/Add/many.torrent"), &torrent),
+        201
+    );
+    let url = server.url("/Downloads/many.bin");
+    assert!(wait_for(&u, &url, Duration::from_secs(20)));
+    let readers: Vec<_> = (0..40)
+        .map(|i| {
+            let (u, url, original) = (u.clone(), url.clone(), original.clone());
+            std::thread::spawn(move || {
+                let start = (LEN - 4096) * i / 39;
+                let range = format!("{start}-{}", start + 4095);
+                let (code, body) = curl(&["-u", &u, "-r", &range, &url]);
+                assert_eq!(code, 206, "reader {i}");
+                assert!(
+                    body == original[start..start + 4096],
+                    "reader {i} got wrong bytes"
+                );
+            })
+        })
+        .collect();
+    tokio::task::block_in_place(|| {
+        for r in readers {
+            r.join().expect("reader");
+        }
+    });
+    drop(seeder);
+}
