@@ -692,3 +692,53 @@ async fn many_readers_waiting_at_once() {
     });
     drop(seeder);
 }
+
+/// After a restart a completed torrent is served from disk, with no peer to fetch it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_completed_torrent_needs_no_peers_after_a_restart() {
+    if !have("curl") {
+        return;
+    }
+    let tracker = swarm::Tracker::start().await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let dir = work.path().join("seed");
+    swarm::write_files(&dir, &[("keep.bin", 2 << 20)]);
+    let original = std::fs::read(dir.join("keep.bin")).expect("read");
+    let torrent = swarm::make_torrent(&dir.join("keep.bin"), &tracker.url, 64 << 10).await;
+    let seeder = swarm::Seeder::start(&work.path().join("seeder-state"), None).await;
+    seeder.seed(&torrent, &dir).await;
+    let data = work.path().join("data");
+    let mut server = Server::start_in(&data);
+    server.add_user("c", "complete-password", None);
+    let u = creds("c", "complete-password");
+    assert_eq!(
+        put_bytes(&u, &server.url("/Add/keep.torrent"), &torrent),
+        201
+    );
+    assert!(wait_for(
+        &u,
+        &server.url("/Downloads/keep.bin"),
+        Duration::from_secs(20)
+    ));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !states(&u, &server)
+        .iter()
+        .any(|(_, s)| s == "seeding" || s == "completed")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "not complete: {:?}",
+            states(&u, &server)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(server.stop(libc::SIGTERM).success());
+    drop(seeder);
+    drop(tracker);
+    let started = Instant::now();
+    let server = Server::start_in(&data);
+    let (code, body) = curl_blocking(&["-u", &u, &server.url("/Downloads/keep.bin")]);
+    assert_eq!(code, 200);
+    assert!(body == original);
+    eprintln!("restarted and read the file in {:?}", started.elapsed());
+}
