@@ -91,7 +91,12 @@ pub(crate) fn remove_error_file(
 
 /// `name`, or `name (2)`, `name (3)`... whichever is free in `parent`; for files the number
 /// goes before the extension.
-fn free_name(tx: &WriteTx, parent: u64, name: &str, is_file: bool) -> Result<String, StoreError> {
+fn free_name(
+    tx: &impl TreeRead,
+    parent: u64,
+    name: &str,
+    is_file: bool,
+) -> Result<String, StoreError> {
     if tx.child(parent, name)?.is_none() {
         return Ok(name.to_owned());
     }
@@ -158,14 +163,14 @@ impl UserDrive {
                 let mut stack = vec![add];
                 while let Some(dir) = stack.pop() {
                     let children = tx.children(dir)?;
+                    let names: std::collections::HashSet<&str> =
+                        children.iter().map(|(n, _)| n.as_str()).collect();
                     for (name, id) in &children {
                         let Some(rec) = tx.node(*id)? else { continue };
                         if rec.owner != user {
                             continue;
                         }
-                        let has_error = children
-                            .iter()
-                            .any(|(n, _)| *n == format!("{name}{ERROR_SUFFIX}"));
+                        let has_error = names.contains(format!("{name}{ERROR_SUFFIX}").as_str());
                         match rec.kind {
                             Kind::Dir => stack.push(*id),
                             Kind::File if drop_kind(name).is_some() && !has_error => {
@@ -195,17 +200,7 @@ impl UserDrive {
                 Some(rec) if rec.owner == user => {}
                 _ => return Err(FsError::NotFound),
             }
-            let unique = match tx.child(add, name)? {
-                None => name.to_owned(),
-                Some(_) => {
-                    let (stem, ext) = name.rsplit_once('.').unwrap_or((name, ""));
-                    (2..)
-                        .map(|n| format!("{stem} ({n}).{ext}"))
-                        .find(|c| tx.child(add, c).ok().flatten().is_none())
-                        .unwrap_or_else(|| name.to_owned())
-                }
-            };
-            Ok((add, unique))
+            Ok((add, free_name(tx, add, name, true)?))
         })?;
         let opts = CreateOptions {
             exclusive: true,
