@@ -265,19 +265,21 @@ def main():
             clients.append(("rqbit", lambda: Rqbit(args.rqbit, work)))
         else:
             print("rqbit not found: measuring torrentdrive and aria2c only")
-        # (a) seeder at 4 MiB/s, ranges of a not yet downloaded file
-        seeder = aria2_seed(work, torrent_file, seed_dir, "4M")
+        # (a) seeder at 4 MiB/s, ranges of a not yet downloaded file. A fresh seeder and a
+        # fresh client for every range: a seeder's rate limiter still paying for the previous
+        # client's burst would delay the next one.
         ranges = {}
         for cname, make in clients:
             ranges[cname] = []
             for frac in (0.50, 0.75, 0.99):
+                seeder = aria2_seed(work, torrent_file, seed_dir, "4M")
                 c = make()
                 try:
                     start = int(size * frac) // RANGE * RANGE
                     ranges[cname].append(c.range_time(torrent_file, name, start))
                 finally:
                     c.stop()
-        seeder.stop()
+                    seeder.stop()
         # (b) unlimited seeder, whole torrent
         seeder = aria2_seed(work, torrent_file, seed_dir, None)
         full = {}
