@@ -742,3 +742,52 @@ async fn a_completed_torrent_needs_no_peers_after_a_restart() {
     assert!(body == original);
     eprintln!("restarted and read the file in {:?}", started.elapsed());
 }
+
+/// A `.magnet` file may hold http(s) URLs of `.torrent` files too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_http_link_to_a_torrent_downloads() {
+    if !have("curl") {
+        return;
+    }
+    let tracker = swarm::Tracker::start().await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let dir = work.path().join("seed");
+    swarm::write_files(&dir, &[("linked.bin", 1 << 20)]);
+    let original = std::fs::read(dir.join("linked.bin")).expect("read");
+    let torrent = swarm::make_torrent(&dir.join("linked.bin"), &tracker.url, 64 << 10).await;
+    let seeder = swarm::Seeder::start(&work.path().join("seeder-state"), None).await;
+    seeder.seed(&torrent, &dir).await;
+    let link = tracker.serve_file("linked.torrent", &torrent);
+
+    let server = Server::start();
+    server.add_user("h", "http-link-password", None);
+    let u = creds("h", "http-link-password");
+    let lines = format!("# links\n{link}\n");
+    assert_eq!(
+        put_bytes(&u, &server.url("/Add/links.magnet"), lines.as_bytes()),
+        201
+    );
+    let url = server.url("/Downloads/linked.bin");
+    assert!(
+        wait_for(&u, &url, Duration::from_secs(30)),
+        "the linked torrent did not appear"
+    );
+    let (code, body) = curl_blocking(&["-u", &u, &url]);
+    assert_eq!(code, 200);
+    assert!(body == original);
+    // A link that leads nowhere gives an error file.
+    let bad = format!(
+        "{}/files/missing.torrent\n",
+        tracker.url.trim_end_matches("/announce")
+    );
+    assert_eq!(
+        put_bytes(&u, &server.url("/Add/bad.magnet"), bad.as_bytes()),
+        201
+    );
+    assert!(wait_for(
+        &u,
+        &server.url("/Add/bad.magnet.error.txt"),
+        Duration::from_secs(30)
+    ));
+    drop(seeder);
+}

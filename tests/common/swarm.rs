@@ -15,9 +15,12 @@ use librqbit::{
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// An HTTP tracker answering announces with every peer it has seen for the info-hash.
+/// An HTTP tracker answering announces with every peer it has seen for the info-hash. It
+/// also serves files put with `serve_file` at `/files/<name>`, for http(s) links to
+/// `.torrent` files.
 pub struct Tracker {
     pub url: String,
+    files: Arc<Mutex<HashMap<String, Vec<u8>>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -50,18 +53,41 @@ impl Tracker {
             .expect("bind tracker");
         let url = format!("http://{}/announce", listener.local_addr().expect("addr"));
         let peers: Arc<Mutex<HashMap<Vec<u8>, HashSet<u16>>>> = Arc::default();
+        let files: Arc<Mutex<HashMap<String, Vec<u8>>>> = Arc::default();
+        let served = files.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((mut stream, _)) = listener.accept().await else {
                     continue;
                 };
                 let peers = peers.clone();
+                let served = served.clone();
                 tokio::spawn(async move {
                     let mut buf = vec![0u8; 8192];
                     let n = stream.read(&mut buf).await.unwrap_or(0);
                     let req = &buf[..n];
                     let line_end = req.iter().position(|&b| b == b'\r').unwrap_or(req.len());
                     let line = &req[..line_end];
+                    let target = line.split(|&b| b == b' ').nth(1).unwrap_or_default();
+                    if let Some(name) = target.strip_prefix(b"/files/") {
+                        let name = String::from_utf8_lossy(name).into_owned();
+                        let body = served
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .get(&name)
+                            .cloned();
+                        let (status, body) = match body {
+                            Some(b) => ("200 OK", b),
+                            None => ("404 Not Found", Vec::new()),
+                        };
+                        let head = format!(
+                            "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                            body.len()
+                        );
+                        let _ = stream.write_all(head.as_bytes()).await;
+                        let _ = stream.write_all(&body).await;
+                        return;
+                    }
                     let query = line
                         .split(|&b| b == b' ')
                         .nth(1)
@@ -116,7 +142,16 @@ impl Tracker {
                 });
             }
         });
-        Tracker { url, task }
+        Tracker { url, files, task }
+    }
+
+    /// Serves `data` at the returned URL.
+    pub fn serve_file(&self, name: &str, data: &[u8]) -> String {
+        self.files
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_owned(), data.to_vec());
+        format!("{}/files/{name}", self.url.trim_end_matches("/announce"))
     }
 }
 
