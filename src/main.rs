@@ -1,3 +1,7 @@
-fn main() -> anyhow::Result<()> {
-    torrentdrive::cli::main()
+fn main() {
+    if let Err(e) = torrentdrive::cli::main() {
+        // One line with the causes, without a backtrace: this is for people.
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
 }
