@@ -53,16 +53,14 @@ pub enum Reply {
 
 /// Runs a future to completion from blocking code: on the daemon's runtime when there is
 /// one (the control socket runs requests on its blocking threads), else on a small one.
-fn block_on<F: std::future::Future>(fut: F) -> F::Output {
+fn block_on<F: std::future::Future>(fut: F) -> Result<F::Output, UserError> {
     match tokio::runtime::Handle::try_current() {
-        Ok(handle) => handle.block_on(fut),
-        Err(_) => match tokio::runtime::Builder::new_current_thread()
+        Ok(handle) => Ok(handle.block_on(fut)),
+        Err(_) => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-        {
-            Ok(rt) => rt.block_on(fut),
-            Err(e) => panic!("cannot start a runtime: {e}"),
-        },
+            .map(|rt| rt.block_on(fut))
+            .map_err(|e| UserError::Invalid(format!("cannot start a runtime: {e}"))),
     }
 }
 
@@ -82,7 +80,7 @@ impl Api {
             .decode(data)
             .map_err(|e| UserError::Invalid(format!("bad file data: {e}")))?;
         let drive = self.users.storage().drive(&rec);
-        let dropped = block_on(drive.drop_file(name, &bytes))
+        let dropped = block_on(drive.drop_file(name, &bytes))?
             .map_err(|e| UserError::Invalid(format!("adding to /Add: {e}")))?;
         Ok(Reply::Added { name: dropped })
     }

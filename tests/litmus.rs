@@ -5,7 +5,10 @@ mod common;
 use common::*;
 
 fn run_litmus(url: String, user: &'static str, password: &'static str) -> String {
+    // litmus writes debug.log and child.log into its working directory.
+    let cwd = tempfile::tempdir().expect("tempdir");
     let out = std::process::Command::new("litmus")
+        .current_dir(cwd.path())
         .args([url.as_str(), user, password])
         .env("TESTS", "basic copymove props locks http")
         .output()
