@@ -38,14 +38,14 @@ async fn a_dropped_torrent_streams_while_it_downloads() {
     }
     let tracker = swarm::Tracker::start().await;
     let work = tempfile::tempdir().expect("tempdir");
-    let seed_dir = work.path().join("seed");
     const LEN: usize = 12 << 20;
-    swarm::write_files(&seed_dir, &[("movie.mkv", LEN)]);
-    let original = std::fs::read(seed_dir.join("movie.mkv")).expect("read");
-    let torrent = swarm::make_torrent(&seed_dir.join("movie.mkv"), &tracker.url, 256 << 10).await;
+    let swarm::OneFile {
+        dir,
+        torrent,
+        original,
+    } = swarm::one_file(work.path(), "movie.mkv", LEN, &tracker.url, 256 << 10).await;
     // 3 MiB/s: the download takes about four seconds, the reads below come before.
-    let seeder = swarm::Seeder::start(&work.path().join("seeder-state"), Some(3 << 20)).await;
-    seeder.seed(&torrent, &seed_dir).await;
+    let seeder = swarm::seed(work.path(), &torrent, &dir, Some(3 << 20)).await;
 
     let server = Server::start();
     server.add_user("t", "torrent-password", None);
@@ -394,13 +394,12 @@ async fn a_download_resumes_after_kill_9() {
     }
     let tracker = swarm::Tracker::start().await;
     let work = tempfile::tempdir().expect("tempdir");
-    let seed_dir = work.path().join("seed");
-    const LEN: usize = 8 << 20;
-    swarm::write_files(&seed_dir, &[("film.mkv", LEN)]);
-    let original = std::fs::read(seed_dir.join("film.mkv")).expect("read");
-    let torrent = swarm::make_torrent(&seed_dir.join("film.mkv"), &tracker.url, 128 << 10).await;
-    let seeder = swarm::Seeder::start(&work.path().join("seeder-state"), Some(2 << 20)).await;
-    seeder.seed(&torrent, &seed_dir).await;
+    let swarm::OneFile {
+        dir,
+        torrent,
+        original,
+    } = swarm::one_file(work.path(), "film.mkv", 8 << 20, &tracker.url, 128 << 10).await;
+    let seeder = swarm::seed(work.path(), &torrent, &dir, Some(2 << 20)).await;
 
     let data = work.path().join("data");
     let mut server = Server::start_in(&data);
@@ -654,13 +653,14 @@ async fn many_readers_waiting_at_once() {
     }
     let tracker = swarm::Tracker::start().await;
     let work = tempfile::tempdir().expect("tempdir");
-    let dir = work.path().join("seed");
     const LEN: usize = 6 << 20;
-    swarm::write_files(&dir, &[("many.bin", LEN)]);
-    let original = std::sync::Arc::new(std::fs::read(dir.join("many.bin")).expect("read"));
-    let torrent = swarm::make_torrent(&dir.join("many.bin"), &tracker.url, 64 << 10).await;
-    let seeder = swarm::Seeder::start(&work.path().join("seeder-state"), Some(2 << 20)).await;
-    seeder.seed(&torrent, &dir).await;
+    let swarm::OneFile {
+        dir,
+        torrent,
+        original,
+    } = swarm::one_file(work.path(), "many.bin", LEN, &tracker.url, 64 << 10).await;
+    let original = std::sync::Arc::new(original);
+    let seeder = swarm::seed(work.path(), &torrent, &dir, Some(2 << 20)).await;
     let server = Server::start();
     server.add_user("r", "readers-password", None);
     let u = creds("r", "readers-password");
@@ -701,12 +701,12 @@ async fn a_completed_torrent_needs_no_peers_after_a_restart() {
     }
     let tracker = swarm::Tracker::start().await;
     let work = tempfile::tempdir().expect("tempdir");
-    let dir = work.path().join("seed");
-    swarm::write_files(&dir, &[("keep.bin", 2 << 20)]);
-    let original = std::fs::read(dir.join("keep.bin")).expect("read");
-    let torrent = swarm::make_torrent(&dir.join("keep.bin"), &tracker.url, 64 << 10).await;
-    let seeder = swarm::Seeder::start(&work.path().join("seeder-state"), None).await;
-    seeder.seed(&torrent, &dir).await;
+    let swarm::OneFile {
+        dir,
+        torrent,
+        original,
+    } = swarm::one_file(work.path(), "keep.bin", 2 << 20, &tracker.url, 64 << 10).await;
+    let seeder = swarm::seed(work.path(), &torrent, &dir, None).await;
     let data = work.path().join("data");
     let mut server = Server::start_in(&data);
     server.add_user("c", "complete-password", None);
@@ -751,12 +751,12 @@ async fn an_http_link_to_a_torrent_downloads() {
     }
     let tracker = swarm::Tracker::start().await;
     let work = tempfile::tempdir().expect("tempdir");
-    let dir = work.path().join("seed");
-    swarm::write_files(&dir, &[("linked.bin", 1 << 20)]);
-    let original = std::fs::read(dir.join("linked.bin")).expect("read");
-    let torrent = swarm::make_torrent(&dir.join("linked.bin"), &tracker.url, 64 << 10).await;
-    let seeder = swarm::Seeder::start(&work.path().join("seeder-state"), None).await;
-    seeder.seed(&torrent, &dir).await;
+    let swarm::OneFile {
+        dir,
+        torrent,
+        original,
+    } = swarm::one_file(work.path(), "linked.bin", 1 << 20, &tracker.url, 64 << 10).await;
+    let seeder = swarm::seed(work.path(), &torrent, &dir, None).await;
     let link = tracker.serve_file("linked.torrent", &torrent);
 
     let server = Server::start();

@@ -173,6 +173,33 @@ pub fn write_files(dir: &Path, files: &[(&str, usize)]) {
     }
 }
 
+/// One file of pseudo-random bytes in `<work>/seed/`, and its torrent.
+pub struct OneFile {
+    pub dir: std::path::PathBuf,
+    pub torrent: Vec<u8>,
+    pub original: Vec<u8>,
+}
+
+/// Writes file `name` of `len` bytes and makes its torrent, announcing to `tracker`.
+pub async fn one_file(work: &Path, name: &str, len: usize, tracker: &str, piece: u32) -> OneFile {
+    let dir = work.join("seed");
+    write_files(&dir, &[(name, len)]);
+    let original = std::fs::read(dir.join(name)).expect("read");
+    let torrent = make_torrent(&dir.join(name), tracker, piece).await;
+    OneFile {
+        dir,
+        torrent,
+        original,
+    }
+}
+
+/// A seeder of `torrent`, whose data is in `dir`, uploading at most `upload_bps`.
+pub async fn seed(work: &Path, torrent: &[u8], dir: &Path, upload_bps: Option<u32>) -> Seeder {
+    let seeder = Seeder::start(&work.join("seeder-state"), upload_bps).await;
+    seeder.seed(torrent, dir).await;
+    seeder
+}
+
 /// Makes a `.torrent` of `path` (a file or a folder) announcing to `tracker`.
 pub async fn make_torrent(path: &Path, tracker: &str, piece_length: u32) -> Vec<u8> {
     let t = librqbit::create_torrent(
