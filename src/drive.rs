@@ -25,7 +25,7 @@ use crate::store::{
 };
 use crate::torrents::engine::FileStream;
 use crate::torrents::metainfo::hex;
-use crate::torrents::pickup::remove_error_file;
+use crate::torrents::pickup::{remove_error_file, ADD};
 use crate::torrents::status::STATUS_NAME;
 use crate::torrents::Torrents;
 
@@ -146,11 +146,20 @@ impl Storage {
 
     /// The drive of `user`.
     pub fn drive(self: &Arc<Self>, user: &UserRec) -> UserDrive {
+        // `/Add` can't be removed or renamed: its id is known for the drive's life.
+        let add = match self.store.read(|tx| tx.child(user.root, ADD)) {
+            Ok(add) => add,
+            Err(e) => {
+                tracing::error!(user = %user.name, error = %e, "looking up /Add");
+                None
+            }
+        };
         UserDrive {
             storage: self.clone(),
             user: user.id,
             name: user.name.clone(),
             root: user.root,
+            add,
         }
     }
 
@@ -295,6 +304,8 @@ pub struct UserDrive {
     pub(crate) user: u64,
     pub(crate) name: String,
     pub(crate) root: u64,
+    /// The `/Add` folder (`None` only if the store could not be read).
+    pub(crate) add: Option<u64>,
 }
 
 /// The node `id` if it belongs to `user`.
@@ -348,7 +359,7 @@ impl UserDrive {
     }
 
     /// Fails unless `new` bytes in place of `old` fit the quota and the disk.
-    async fn check_space(&self, old: u64, new: u64) -> FsResult<()> {
+    fn check_space(&self, old: u64, new: u64) -> FsResult<()> {
         if new <= old {
             return Ok(());
         }
@@ -420,7 +431,7 @@ impl Drive for UserDrive {
     }
 
     async fn lookup(&self, parent: NodeId, name: &str) -> FsResult<Attr> {
-        if self.is_status_name(parent.0, name)? {
+        if self.is_status_name(parent.0, name) {
             return Ok(self.status_file().0);
         }
         let user = self.user;
@@ -449,7 +460,7 @@ impl Drive for UserDrive {
             }
             Ok(out)
         })?;
-        if self.is_status_name(dir.0, STATUS_NAME)? {
+        if self.is_status_name(dir.0, STATUS_NAME) {
             let (attr, _) = self.status_file();
             let at = list.partition_point(|e| e.name.as_str() < STATUS_NAME);
             list.insert(
@@ -467,7 +478,7 @@ impl Drive for UserDrive {
         if let Some((&last, rest)) = names.split_last() {
             if last == STATUS_NAME {
                 let parent = self.resolve(rest).await?;
-                if self.is_status_name(parent.id.0, last)? {
+                if self.is_status_name(parent.id.0, last) {
                     return Ok(self.status_file().0);
                 }
             }
@@ -547,7 +558,7 @@ impl Drive for UserDrive {
         };
         if let Some(expected) = opts.expected_size.filter(|_| opts.write) {
             let base = if opts.truncate { 0 } else { rec.size };
-            self.check_space(rec.size, base.max(expected)).await?;
+            self.check_space(rec.size, base.max(expected))?;
         }
         Ok(self.storage.add_handle(
             user,
@@ -574,7 +585,7 @@ impl Drive for UserDrive {
         opts: CreateOptions,
     ) -> FsResult<(Attr, FileHandle)> {
         check_name(name)?;
-        if self.is_status_name(parent.0, name)? {
+        if self.is_status_name(parent.0, name) {
             return Err(FsError::ReadOnly);
         }
         let user = self.user;
@@ -595,7 +606,7 @@ impl Drive for UserDrive {
             None => 0,
         };
         if let Some(expected) = opts.expected_size {
-            self.check_space(old, expected).await?;
+            self.check_space(old, expected)?;
         }
         let now = SystemTime::now();
         let (node, deferred, attr) = match existing {
@@ -690,10 +701,10 @@ impl Drive for UserDrive {
             let committed = h.base_size;
             // Ask for some headroom so a stream of small writes doesn't check every time.
             let want = new_len.max(h.allowance.saturating_add(SPILL as u64));
-            match self.check_space(committed, want).await {
+            match self.check_space(committed, want) {
                 Ok(()) => h.allowance = want,
                 Err(_) => {
-                    self.check_space(committed, new_len).await?;
+                    self.check_space(committed, new_len)?;
                     h.allowance = new_len;
                 }
             }
@@ -779,7 +790,7 @@ impl Drive for UserDrive {
 
     async fn mkdir(&self, parent: NodeId, name: &str) -> FsResult<Attr> {
         check_name(name)?;
-        if self.is_status_name(parent.0, name)? {
+        if self.is_status_name(parent.0, name) {
             return Err(FsError::Exists);
         }
         let (user, name) = (self.user, name.to_owned());
@@ -796,7 +807,7 @@ impl Drive for UserDrive {
     }
 
     async fn unlink(&self, parent: NodeId, name: &str) -> FsResult<()> {
-        if self.is_status_name(parent.0, name)? {
+        if self.is_status_name(parent.0, name) {
             return Err(FsError::PermissionDenied);
         }
         let (user, root, name) = (self.user, self.root, name.to_owned());
@@ -852,8 +863,8 @@ impl Drive for UserDrive {
         check_name(new_name)?;
         if self.is_fixed(parent.0, name)
             || self.is_fixed(new_parent.0, new_name)
-            || self.is_status_name(parent.0, name)?
-            || self.is_status_name(new_parent.0, new_name)?
+            || self.is_status_name(parent.0, name)
+            || self.is_status_name(new_parent.0, new_name)
         {
             return Err(FsError::PermissionDenied);
         }
@@ -918,7 +929,7 @@ impl Drive for UserDrive {
 
     async fn copy(&self, node: NodeId, new_parent: NodeId, new_name: &str) -> FsResult<Attr> {
         check_name(new_name)?;
-        if self.is_status(node.0) || self.is_status_name(new_parent.0, new_name)? {
+        if self.is_status(node.0) || self.is_status_name(new_parent.0, new_name) {
             return Err(FsError::PermissionDenied);
         }
         let (user, uname, new_name) = (self.user, self.name.clone(), new_name.to_owned());
@@ -975,7 +986,7 @@ impl Drive for UserDrive {
                 {
                     let mut h = handle.lock().await;
                     self.ensure_staging(&mut h).await?;
-                    self.check_space(h.base_size, size).await?;
+                    self.check_space(h.base_size, size)?;
                     let blobs = self.storage.blobs.clone();
                     match &mut h.staging {
                         Some(staging) => staging.resize(&blobs, size).await?,

@@ -379,21 +379,17 @@ impl Ctx<'_> {
                 }
                 out.push_str("</D:lockdiscovery>");
             }
-            "quota-used-bytes" if dir => match self.usage {
-                Some((used, _)) => {
-                    let _ = write!(out, "<D:quota-used-bytes>{used}</D:quota-used-bytes>");
-                }
-                None => return false,
-            },
-            "quota-available-bytes" if dir => match self.usage {
-                Some((_, available)) => {
-                    let _ = write!(
-                        out,
-                        "<D:quota-available-bytes>{available}</D:quota-available-bytes>"
-                    );
-                }
-                None => return false,
-            },
+            "quota-used-bytes" | "quota-available-bytes" if dir => {
+                let Some((used, available)) = self.usage else {
+                    return false;
+                };
+                let value = if name == "quota-used-bytes" {
+                    used
+                } else {
+                    available
+                };
+                let _ = write!(out, "<D:{name}>{value}</D:{name}>");
+            }
             _ => return false,
         }
         true

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use torrentdrive_fs::{check_name, FsError, FsResult};
 
 use crate::drive::{check_quota, new_node, remove_node, Dead, UserDrive};
+use crate::staging::{blocking, read_at};
 use crate::store::{
     now_nanos, Content, Kind, NodeRec, StoreError, TorrentRec, TransferRec, TreeRead, WriteTx,
 };
@@ -151,14 +152,14 @@ impl UserDrive {
     /// Picks up what lies in `/Add` without an error file: drops made while no daemon ran
     /// (`torrentdrive add` without a daemon) or interrupted by a stop.
     pub fn scan_add(&self) -> FsResult<()> {
-        let (user, root) = (self.user, self.root);
+        let user = self.user;
+        let Some(add) = self.add else {
+            return Ok(());
+        };
         let found = self
             .storage
             .store()
             .read(|tx| -> FsResult<Vec<(u64, NodeRec)>> {
-                let Some(add) = tx.child(root, ADD)? else {
-                    return Ok(Vec::new());
-                };
                 let mut found = Vec::new();
                 let mut stack = vec![add];
                 while let Some(dir) = stack.pop() {
@@ -193,15 +194,11 @@ impl UserDrive {
     pub async fn drop_file(&self, name: &str, data: &[u8]) -> FsResult<String> {
         use torrentdrive_fs::{CreateOptions, Drive};
         check_name(name)?;
-        let (user, root) = (self.user, self.root);
-        let (add, unique) = self.storage.store().read(|tx| -> FsResult<(u64, String)> {
-            let add = tx.child(root, ADD)?.ok_or(FsError::NotFound)?;
-            match tx.node(add)? {
-                Some(rec) if rec.owner == user => {}
-                _ => return Err(FsError::NotFound),
-            }
-            Ok((add, free_name(tx, add, name, true)?))
-        })?;
+        let add = self.add.ok_or(FsError::NotFound)?;
+        let unique = self
+            .storage
+            .store()
+            .read(|tx| -> FsResult<String> { Ok(free_name(tx, add, name, true)?) })?;
         let opts = CreateOptions {
             exclusive: true,
             deferred: true,
@@ -283,24 +280,13 @@ impl UserDrive {
             (Some(data), _) => Ok(data),
             (None, Content::Blob(blob)) => {
                 let blobs = self.storage.blobs().clone();
-                let len = dropped.size as usize;
-                tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
-                    let reader = blobs.open(blob)?;
-                    let mut buf = vec![0u8; len];
-                    let mut done = 0;
-                    while done < len {
-                        let n = reader.read_at(&mut buf[done..], done as u64)?;
-                        if n == 0 {
-                            break;
-                        }
-                        done += n;
-                    }
-                    buf.truncate(done);
-                    Ok(buf)
-                })
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| format!("reading the dropped file: {e}"))
+                let read = async {
+                    let reader = blocking(move || Ok(blobs.open(blob)?)).await?;
+                    read_at(reader, 0, dropped.size as usize).await
+                };
+                read.await
+                    .map(|b| b.to_vec())
+                    .map_err(|e| format!("reading the dropped file: {e}"))
             }
             _ => Err("not a torrent file".into()),
         }

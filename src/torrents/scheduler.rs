@@ -1,12 +1,13 @@
 //! What runs when: at most `max_active` downloads at once (the rest wait, paused, in the
 //! order they were added), and completed torrents seed until their ratio or time is reached.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::metainfo::hex;
 use super::Torrents;
-use crate::store::now_nanos;
+use crate::store::{now_nanos, TorrentRec};
 
 /// How often the schedule is looked at.
 const TICK: Duration = Duration::from_secs(2);
@@ -32,26 +33,19 @@ impl Torrents {
 
     async fn schedule(&self, policy: SeedPolicy) {
         let all = self.engine.all();
-        let recs = match self.store.read(|tx| tx.torrents()) {
-            Ok(r) => r,
+        let recs: HashMap<[u8; 20], TorrentRec> = match self.store.read(|tx| tx.torrents()) {
+            Ok(r) => r.into_iter().collect(),
             Err(e) => {
                 tracing::error!(error = %e, "reading torrents for the schedule");
                 return;
             }
         };
-        let added = |hash: &[u8; 20]| {
-            recs.iter()
-                .find(|(h, _)| h == hash)
-                .map_or(i64::MAX, |(_, r)| r.added)
-        };
+        let added = |hash: &[u8; 20]| recs.get(hash).map_or(i64::MAX, |r| r.added);
         let mut downloading = Vec::new();
         let mut queued = Vec::new();
         for (hash, paused, stats) in &all {
             if stats.finished {
-                let completed = recs
-                    .iter()
-                    .find(|(h, _)| h == hash)
-                    .and_then(|(_, r)| r.completed);
+                let completed = recs.get(hash).and_then(|r| r.completed);
                 let completed = match completed {
                     Some(at) => at,
                     None => self.mark_completed(hash).await,

@@ -202,19 +202,8 @@ impl crate::drive::UserDrive {
     }
 
     /// Whether `name` in `parent` is this drive's status file.
-    pub(crate) fn is_status_name(
-        &self,
-        parent: u64,
-        name: &str,
-    ) -> torrentdrive_fs::FsResult<bool> {
-        if name != STATUS_NAME {
-            return Ok(false);
-        }
-        let add = self
-            .storage
-            .store()
-            .read(|tx| tx.child(self.root, super::pickup::ADD))?;
-        Ok(add == Some(parent))
+    pub(crate) fn is_status_name(&self, parent: u64, name: &str) -> bool {
+        name == STATUS_NAME && self.add == Some(parent)
     }
 
     /// The status file's content now, and its attributes.
