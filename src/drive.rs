@@ -222,7 +222,7 @@ impl Storage {
         }
     }
 
-    async fn dispose_async(self: &Arc<Self>, dead: Vec<Dead>) {
+    pub(crate) async fn dispose_async(self: &Arc<Self>, dead: Vec<Dead>) {
         if dead.is_empty() {
             return;
         }

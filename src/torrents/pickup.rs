@@ -385,7 +385,7 @@ impl UserDrive {
                 ),
                 other => other.to_string(),
             })?;
-        self.storage.dispose(dead);
+        self.storage.dispose_async(dead).await;
         tracing::info!(user = %self.name, torrent = %meta.hash_hex(), name = %meta.name, files = meta.files.len(), "torrent added");
         if let Some(torrents) = self.storage.torrents() {
             if let Err(e) = torrents
