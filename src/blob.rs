@@ -38,11 +38,20 @@ impl Drop for Staged {
 /// Reads one committed blob.
 pub trait BlobReader: Send + Sync {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
+
+    /// The blob as one local file, if it is one: the kernel can then read it directly.
+    fn file(&self) -> Option<&File> {
+        None
+    }
 }
 
 impl BlobReader for File {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
         FileExt::read_at(self, buf, offset)
+    }
+
+    fn file(&self) -> Option<&File> {
+        Some(self)
     }
 }
 

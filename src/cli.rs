@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::api::{Api, Reply, Request};
 use crate::control;
-use crate::server::{self, ServeOptions};
+use crate::server::{self, MountSpec, ServeOptions};
 use crate::service::{OpenError, Service};
 use crate::size::{format_size, parse_size};
 use crate::torrents::engine::EngineOptions;
@@ -36,11 +36,36 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the daemon: WebDAV at http://LISTEN/dav/.
+    /// Run the daemon: WebDAV at http://LISTEN/dav/, and the drives mounted at --mount DIR.
     Serve {
         /// Address for HTTP (WebDAV).
         #[arg(long, env = "TORRENTDRIVE_LISTEN", default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
+        /// Also mount the drives here with FUSE: DIR/<user>/... (or one drive, --mount-user).
+        #[arg(long, env = "TORRENTDRIVE_MOUNT", value_name = "DIR")]
+        mount: Option<PathBuf>,
+        /// Mount only this user's drive, at the --mount folder itself.
+        #[arg(
+            long,
+            env = "TORRENTDRIVE_MOUNT_USER",
+            value_name = "NAME",
+            requires = "mount"
+        )]
+        mount_user: Option<String>,
+        #[command(flatten)]
+        fuse: FuseArgs,
+        #[command(flatten)]
+        engine: EngineArgs,
+    },
+    /// Run the daemon with the drives mounted at DIR by FUSE, without WebDAV.
+    Mount {
+        /// An empty folder: DIR/<user>/... (or one drive, --user).
+        dir: PathBuf,
+        /// Mount only this user's drive, at DIR itself.
+        #[arg(long, value_name = "NAME")]
+        user: Option<String>,
+        #[command(flatten)]
+        fuse: FuseArgs,
         #[command(flatten)]
         engine: EngineArgs,
     },
@@ -159,6 +184,56 @@ impl EngineArgs {
             seed_time: self.seed_time,
             request_window: self.request_window,
         })
+    }
+}
+
+/// Runs the daemon until SIGINT/SIGTERM.
+fn daemon(
+    data: &Path,
+    listen: Option<SocketAddr>,
+    engine: EngineOptions,
+    mount: Option<MountSpec>,
+) -> anyhow::Result<()> {
+    init_logging();
+    let service = Service::open(data)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(server::serve(
+        service,
+        ServeOptions {
+            listen,
+            engine,
+            mount,
+        },
+    ))
+}
+
+#[derive(Args)]
+struct FuseArgs {
+    /// Let other local users (a media server, say) into the mount; as a non-root user this
+    /// needs `user_allow_other` in /etc/fuse.conf.
+    #[arg(long, env = "TORRENTDRIVE_ALLOW_OTHER")]
+    allow_other: bool,
+    /// Read complete files through the daemon instead of letting the kernel read them
+    /// directly (FUSE passthrough, used when the kernel and privileges allow).
+    #[arg(long, env = "TORRENTDRIVE_NO_PASSTHROUGH")]
+    no_passthrough: bool,
+}
+
+impl FuseArgs {
+    fn spec(&self, dir: PathBuf, user: Option<String>, engine: &EngineOptions) -> MountSpec {
+        MountSpec {
+            dir,
+            user,
+            options: torrentdrive_fs::fuse::MountOptions {
+                allow_other: self.allow_other,
+                passthrough: !self.no_passthrough,
+                // A torrent read fails at the read timeout; this only catches what else hangs.
+                request_timeout: engine.read_timeout + std::time::Duration::from_secs(30),
+                ..Default::default()
+            },
+        }
     }
 }
 
@@ -330,14 +405,26 @@ fn init_logging() {
 pub fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { listen, engine } => {
-            init_logging();
+        Command::Serve {
+            listen,
+            mount,
+            mount_user,
+            fuse,
+            engine,
+        } => {
             let engine = engine.options()?;
-            let service = Service::open(&cli.data)?;
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
-            runtime.block_on(server::serve(service, ServeOptions { listen, engine }))
+            let mount = mount.map(|dir| fuse.spec(dir, mount_user, &engine));
+            daemon(&cli.data, Some(listen), engine, mount)
+        }
+        Command::Mount {
+            dir,
+            user,
+            fuse,
+            engine,
+        } => {
+            let engine = engine.options()?;
+            let mount = fuse.spec(dir, user, &engine);
+            daemon(&cli.data, None, engine, Some(mount))
         }
         Command::User(cmd) => run_user(&cli.data, cmd),
         Command::Add { user, source } => add(&cli.data, user, &source),

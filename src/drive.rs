@@ -13,8 +13,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::sync::Mutex as AsyncMutex;
 use torrentdrive_fs::{
-    check_complete, check_name, Attr, CreateOptions, DirEntry, Drive, FileHandle, FsError,
-    FsResult, NodeId, NodeKind, OpenOptions, RenameOptions, SetAttr, Usage, XattrChange,
+    check_complete, check_name, Attr, Change, ChangeReceiver, CreateOptions, DirEntry, Drive,
+    FileHandle, FsError, FsResult, NodeId, NodeKind, OpenOptions, RenameOptions, SetAttr, Usage,
+    XattrChange,
 };
 
 use crate::blob::{BlobId, BlobReader, BlobStore};
@@ -78,6 +79,9 @@ struct Handle {
     truncated: bool,
     /// Staged length already known to fit in the quota.
     allowance: u64,
+    /// Why a write or truncate failed: the handle then never commits, so a copy that ran out
+    /// of quota or disk leaves the old content instead of a cut-off file.
+    failed: Option<FsError>,
 }
 
 impl Handle {
@@ -108,6 +112,7 @@ fn attr_of(id: u64, rec: &NodeRec) -> Attr {
         version: rec.version,
         read_only: matches!(rec.content, Content::Torrent { .. }),
         has_xattrs: rec.has_xattrs,
+        volatile: false,
     }
 }
 
@@ -415,6 +420,99 @@ impl UserDrive {
         }
     }
 
+    async fn write_staged(&self, h: &mut Handle, offset: u64, data: &[u8]) -> FsResult<u32> {
+        let end = offset
+            .checked_add(data.len() as u64)
+            .ok_or(FsError::InvalidArgument("offset too large"))?;
+        self.ensure_staging(h).await?;
+        let new_len = end.max(h.staging.as_ref().map_or(0, Staging::len));
+        if new_len > h.allowance {
+            let committed = h.base_size;
+            // Ask for some headroom so a stream of small writes doesn't check every time.
+            let want = new_len.max(h.allowance.saturating_add(SPILL as u64));
+            match self.check_space(committed, want) {
+                Ok(()) => h.allowance = want,
+                Err(_) => {
+                    self.check_space(committed, new_len)?;
+                    h.allowance = new_len;
+                }
+            }
+        }
+        let blobs = self.storage.blobs.clone();
+        match &mut h.staging {
+            Some(staging) => staging.write(&blobs, offset, data).await?,
+            None => return Err(FsError::BadHandle),
+        }
+        h.dirty = true;
+        h.written += data.len() as u64;
+        Ok(data.len() as u32)
+    }
+
+    async fn truncate_staged(&self, h: &mut Handle, size: u64) -> FsResult<()> {
+        self.ensure_staging(h).await?;
+        if size > h.allowance {
+            self.check_space(h.base_size, size)?;
+            h.allowance = size;
+        }
+        let blobs = self.storage.blobs.clone();
+        match &mut h.staging {
+            Some(staging) => staging.resize(&blobs, size).await?,
+            None => return Err(FsError::BadHandle),
+        }
+        h.dirty = true;
+        Ok(())
+    }
+
+    /// Commits the handle's staged content, if any changed.
+    async fn commit_staged(&self, h: &mut Handle) -> FsResult<Attr> {
+        if !h.dirty {
+            return match h.node {
+                Some(id) => self.read_attr(id),
+                None => Err(FsError::BadHandle),
+            };
+        }
+        check_complete(h.expected, h.written)?;
+        if h.staging.is_none() && !h.truncated {
+            self.ensure_staging(h).await?;
+        }
+        let (content, size) = match h.staging.take() {
+            Some(staging) => staging.into_content(&self.storage.blobs).await?,
+            None => (NewContent::Inline(Vec::new()), 0),
+        };
+        let (user, name, target, deferred) =
+            (self.user, self.name.clone(), h.node, h.deferred.clone());
+        let committed = Arc::new(content);
+        let to_commit = committed.clone();
+        let result = self
+            .storage
+            .write(move |tx| {
+                commit_content(tx, user, &name, target, deferred.clone(), &to_commit, size)
+            })
+            .await;
+        let (id, rec, dead) = match result {
+            Ok(r) => r,
+            Err(e) => {
+                if let NewContent::Blob(b) = *committed {
+                    self.storage.dispose_async(vec![Dead::Blob(b)]).await;
+                }
+                return Err(e);
+            }
+        };
+        self.storage.dispose_async(dead).await;
+        h.base = match &*committed {
+            NewContent::Inline(v) => Base::Inline(Bytes::copy_from_slice(v)),
+            NewContent::Blob(b) => self.storage.open_blob(*b).await?,
+        };
+        h.base_size = rec.size;
+        h.node = Some(id);
+        h.deferred = None;
+        h.dirty = false;
+        h.truncated = false;
+        h.allowance = rec.size;
+        self.after_commit(id, &rec);
+        Ok(attr_of(id, &rec))
+    }
+
     fn read_attr(&self, id: u64) -> FsResult<Attr> {
         if self.is_status(id) {
             return Ok(self.status_file().0);
@@ -519,6 +617,7 @@ impl Drive for UserDrive {
                     staging: None,
                     truncated: false,
                     allowance: 0,
+                    failed: None,
                 },
             ));
         }
@@ -574,6 +673,7 @@ impl Drive for UserDrive {
                 staging: None,
                 truncated: opts.write && opts.truncate,
                 allowance: rec.size,
+                failed: None,
             },
         ))
     }
@@ -647,6 +747,7 @@ impl Drive for UserDrive {
                 staging: None,
                 truncated: true,
                 allowance: old,
+                failed: None,
             },
         );
         Ok((Attr { size: 0, ..attr }, fh))
@@ -692,82 +793,33 @@ impl Drive for UserDrive {
         if !h.writable {
             return Err(FsError::BadHandle);
         }
-        let end = offset
-            .checked_add(data.len() as u64)
-            .ok_or(FsError::InvalidArgument("offset too large"))?;
-        self.ensure_staging(&mut h).await?;
-        let new_len = end.max(h.staging.as_ref().map_or(0, Staging::len));
-        if new_len > h.allowance {
-            let committed = h.base_size;
-            // Ask for some headroom so a stream of small writes doesn't check every time.
-            let want = new_len.max(h.allowance.saturating_add(SPILL as u64));
-            match self.check_space(committed, want) {
-                Ok(()) => h.allowance = want,
-                Err(_) => {
-                    self.check_space(committed, new_len)?;
-                    h.allowance = new_len;
-                }
-            }
+        let result = self.write_staged(&mut h, offset, data).await;
+        if let Err(e) = &result {
+            h.failed = Some(e.clone());
         }
-        let blobs = self.storage.blobs.clone();
-        match &mut h.staging {
-            Some(staging) => staging.write(&blobs, offset, data).await?,
-            None => return Err(FsError::BadHandle),
+        result
+    }
+
+    async fn truncate(&self, fh: FileHandle, size: u64) -> FsResult<()> {
+        let handle = self.handle(fh)?;
+        let mut h = handle.lock().await;
+        if !h.writable {
+            return Err(FsError::BadHandle);
         }
-        h.dirty = true;
-        h.written += data.len() as u64;
-        Ok(data.len() as u32)
+        let result = self.truncate_staged(&mut h, size).await;
+        if let Err(e) = &result {
+            h.failed = Some(e.clone());
+        }
+        result
     }
 
     async fn flush(&self, fh: FileHandle) -> FsResult<Attr> {
         let handle = self.handle(fh)?;
         let mut h = handle.lock().await;
-        if !h.dirty {
-            return match h.node {
-                Some(id) => self.read_attr(id),
-                None => Err(FsError::BadHandle),
-            };
+        if let Some(e) = &h.failed {
+            return Err(e.clone());
         }
-        check_complete(h.expected, h.written)?;
-        if h.staging.is_none() && !h.truncated {
-            self.ensure_staging(&mut h).await?;
-        }
-        let (content, size) = match h.staging.take() {
-            Some(staging) => staging.into_content(&self.storage.blobs).await?,
-            None => (NewContent::Inline(Vec::new()), 0),
-        };
-        let (user, name, target, deferred) =
-            (self.user, self.name.clone(), h.node, h.deferred.clone());
-        let committed = Arc::new(content);
-        let to_commit = committed.clone();
-        let result = self
-            .storage
-            .write(move |tx| {
-                commit_content(tx, user, &name, target, deferred.clone(), &to_commit, size)
-            })
-            .await;
-        let (id, rec, dead) = match result {
-            Ok(r) => r,
-            Err(e) => {
-                if let NewContent::Blob(b) = *committed {
-                    self.storage.dispose_async(vec![Dead::Blob(b)]).await;
-                }
-                return Err(e);
-            }
-        };
-        self.storage.dispose_async(dead).await;
-        h.base = match &*committed {
-            NewContent::Inline(v) => Base::Inline(Bytes::copy_from_slice(v)),
-            NewContent::Blob(b) => self.storage.open_blob(*b).await?,
-        };
-        h.base_size = rec.size;
-        h.node = Some(id);
-        h.deferred = None;
-        h.dirty = false;
-        h.truncated = false;
-        h.allowance = rec.size;
-        self.after_commit(id, &rec);
-        Ok(attr_of(id, &rec))
+        self.commit_staged(&mut h).await
     }
 
     async fn release(&self, fh: FileHandle) -> FsResult<()> {
@@ -982,19 +1034,7 @@ impl Drive for UserDrive {
             };
             let fh = self.open(node, opts).await?;
             let result = async {
-                let handle = self.handle(fh)?;
-                {
-                    let mut h = handle.lock().await;
-                    self.ensure_staging(&mut h).await?;
-                    self.check_space(h.base_size, size)?;
-                    let blobs = self.storage.blobs.clone();
-                    match &mut h.staging {
-                        Some(staging) => staging.resize(&blobs, size).await?,
-                        None => return Err(FsError::BadHandle),
-                    }
-                    h.dirty = true;
-                    h.allowance = size;
-                }
+                self.truncate(fh, size).await?;
                 self.flush(fh).await
             }
             .await;
@@ -1038,6 +1078,43 @@ impl Drive for UserDrive {
             node_of!(tx, node.0, user)?;
             Ok(tx.xattrs(node.0)?)
         })
+    }
+
+    async fn local_file(&self, fh: FileHandle) -> FsResult<Option<std::fs::File>> {
+        let handle = self.handle(fh)?;
+        let h = handle.lock().await;
+        if h.writable || h.staging.is_some() {
+            return Ok(None);
+        }
+        match &h.base {
+            Base::Blob(reader) => match reader.file() {
+                Some(file) => Ok(Some(file.try_clone()?)),
+                None => Ok(None),
+            },
+            Base::Inline(_) | Base::Torrent { .. } => Ok(None),
+        }
+    }
+
+    fn watch(&self) -> Option<ChangeReceiver> {
+        let runtime = tokio::runtime::Handle::try_current().ok()?;
+        let mut all = self.storage.store().subscribe();
+        let (changes, receiver) = tokio::sync::mpsc::channel(1024);
+        let user = self.user;
+        runtime.spawn(async move {
+            use tokio::sync::broadcast::error::RecvError;
+            loop {
+                let change = match all.recv().await {
+                    Ok((owner, change)) if owner == user => change,
+                    Ok(_) => continue,
+                    Err(RecvError::Lagged(_)) => Change::Lost,
+                    Err(RecvError::Closed) => return,
+                };
+                if changes.send(change).await.is_err() {
+                    return; // the watcher is gone
+                }
+            }
+        });
+        Some(receiver)
     }
 
     async fn set_xattrs(&self, node: NodeId, changes: Vec<XattrChange>) -> FsResult<()> {

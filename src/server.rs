@@ -1,10 +1,10 @@
-//! `torrentdrive serve`: WebDAV (and later the web page) over HTTP, the control socket, and
-//! a clean stop on SIGINT/SIGTERM.
+//! `torrentdrive serve` and `torrentdrive mount`: WebDAV (and later the web page) over HTTP,
+//! the FUSE mount, the control socket, and a clean stop on SIGINT/SIGTERM.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,7 +17,8 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use torrentdrive_dav::{Authenticator, Body, WebDav};
-use torrentdrive_fs::Drive;
+use torrentdrive_fs::fuse::{self, DriveSet, MountOptions, Tree};
+use torrentdrive_fs::{Drive, FsError, FsResult};
 
 use crate::api::Api;
 use crate::control;
@@ -32,8 +33,63 @@ pub const ADMIN_PASSWORD_FILE: &str = "admin-password";
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct ServeOptions {
-    pub listen: SocketAddr,
+    /// Where WebDAV listens; `None` for none (`torrentdrive mount`).
+    pub listen: Option<SocketAddr>,
     pub engine: EngineOptions,
+    pub mount: Option<MountSpec>,
+}
+
+/// A FUSE mount of the drives.
+pub struct MountSpec {
+    pub dir: PathBuf,
+    /// Mount this user's drive at `dir`; otherwise every drive as `dir/<user>`.
+    pub user: Option<String>,
+    pub options: MountOptions,
+}
+
+/// Every user's drive, for a mount that shows them all.
+struct UserDrives {
+    users: Arc<Users>,
+}
+
+fn user_error(e: crate::users::UserError) -> FsError {
+    match e {
+        crate::users::UserError::NotFound(_) => FsError::NotFound,
+        other => FsError::Io(other.to_string()),
+    }
+}
+
+#[async_trait]
+impl DriveSet for UserDrives {
+    async fn names(&self) -> FsResult<Vec<String>> {
+        let users = tokio::task::block_in_place(|| self.users.all()).map_err(user_error)?;
+        Ok(users.into_iter().map(|u| u.name).collect())
+    }
+
+    async fn drive(&self, name: &str) -> FsResult<Arc<dyn Drive>> {
+        let rec = tokio::task::block_in_place(|| self.users.get(name)).map_err(user_error)?;
+        Ok(Arc::new(self.users.storage().drive(&rec)))
+    }
+}
+
+/// Mounts the drives as `spec` says.
+fn mount(users: &Arc<Users>, spec: MountSpec) -> anyhow::Result<fuse::Mount> {
+    let tree = match &spec.user {
+        Some(name) => {
+            let rec = users
+                .get(name)
+                .with_context(|| format!("mounting the drive of `{name}`"))?;
+            Tree::Drive(Arc::new(users.storage().drive(&rec)))
+        }
+        None => Tree::Drives(Arc::new(UserDrives {
+            users: users.clone(),
+        })),
+    };
+    let runtime = tokio::runtime::Handle::current();
+    let mount = tokio::task::block_in_place(|| fuse::mount(tree, &spec.dir, spec.options, runtime))
+        .with_context(|| format!("mounting at {}", spec.dir.display()))?;
+    tracing::info!(dir = %spec.dir.display(), user = spec.user.as_deref().unwrap_or("(all)"), "drives mounted");
+    Ok(mount)
 }
 
 /// Signs WebDAV users in against the user table.
@@ -150,11 +206,26 @@ pub async fn serve(service: Service, opts: ServeOptions) -> anyhow::Result<()> {
     let control_listener = control::bind(&socket).context("binding the control socket")?;
     let control_task = tokio::spawn(control::serve(control_listener, api));
 
-    let listener = TcpListener::bind(opts.listen)
-        .await
-        .with_context(|| format!("listening on {}", opts.listen))?;
-    let addr = listener.local_addr()?;
-    tracing::info!(%addr, data = %data.display(), "serving WebDAV at http://{addr}/dav/");
+    let mounted = match opts.mount {
+        Some(spec) => Some(mount(&users, spec)?),
+        None => None,
+    };
+
+    let listener = match opts.listen {
+        Some(listen) => {
+            let listener = TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("listening on {listen}"))?;
+            let addr = listener.local_addr()?;
+            tracing::info!(%addr, data = %data.display(), "serving WebDAV at http://{addr}/dav/");
+            Some(listener)
+        }
+        None => None,
+    };
+    let accept = async |listener: &Option<TcpListener>| match listener {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    };
 
     let graceful = GracefulShutdown::new();
     let builder = auto::Builder::new(TokioExecutor::new());
@@ -162,7 +233,7 @@ pub async fn serve(service: Service, opts: ServeOptions) -> anyhow::Result<()> {
     tokio::pin!(stop);
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
+            accepted = accept(&listener) => {
                 let (stream, _) = match accepted {
                     Ok(a) => a,
                     Err(e) => {
@@ -187,6 +258,12 @@ pub async fn serve(service: Service, opts: ServeOptions) -> anyhow::Result<()> {
     }
     tracing::info!("stopping");
     drop(listener);
+    if let Some(m) = mounted {
+        let dir = m.dir().to_owned();
+        if let Err(e) = tokio::task::block_in_place(|| m.unmount()) {
+            tracing::warn!(dir = %dir.display(), error = %e, "unmounting");
+        }
+    }
     control_task.abort();
     let _ = std::fs::remove_file(&socket);
     if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())

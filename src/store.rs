@@ -8,11 +8,11 @@ use std::path::Path;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use std::cell::OnceCell;
+use std::cell::{OnceCell, RefCell};
 
 use redb::{Database, ReadOnlyTable, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
-use torrentdrive_fs::FsError;
+use torrentdrive_fs::{Change, FsError, NodeId};
 
 /// node id → `NodeRec`
 const NODES: TableDefinition<u64, &[u8]> = TableDefinition::new("nodes");
@@ -195,6 +195,7 @@ pub struct Store {
     db: Arc<Database>,
     /// Queue of the group-commit writer (see `write_async`).
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    changes: Changes,
 }
 
 /// A write queued for the group-commit writer. `run` may be called twice: in a shared
@@ -224,8 +225,52 @@ pub struct ReadTx {
     transfers: Cached<(u64, &'static [u8]), &'static [u8]>,
 }
 /// A write transaction: nothing is visible until the closure passed to `Store::write`
-/// returns `Ok`, and then all of it is, durably.
-pub struct WriteTx(redb::WriteTransaction);
+/// returns `Ok`, and then all of it is, durably. It records which entries and nodes it
+/// changed; they are published (`Store::subscribe`) once the commit is durable.
+pub struct WriteTx(redb::WriteTransaction, RefCell<Vec<OwnedChange>>);
+
+/// A change to the tree of the user with that id.
+pub type OwnedChange = (u64, Change);
+
+/// Changes buffered for subscribers that fall behind; beyond that they get `Change::Lost`.
+const CHANGE_BUFFER: usize = 4096;
+
+impl WriteTx {
+    fn new(tx: redb::WriteTransaction) -> WriteTx {
+        WriteTx(tx, RefCell::new(Vec::new()))
+    }
+
+    fn note(&self, owner: u64, change: Change) {
+        self.1.borrow_mut().push((owner, change));
+    }
+
+    /// Records a change to entry `name` of folder `parent`, for the folder's owner.
+    fn note_entry(&self, parent: u64, name: &str) -> StoreResult<()> {
+        if let Some(rec) = self.node(parent)? {
+            self.note(
+                rec.owner,
+                Change::Entry {
+                    parent: NodeId(parent),
+                    name: name.to_owned(),
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Commits, then tells subscribers what changed.
+    fn commit(self, changes: &Changes) -> Result<(), redb::CommitError> {
+        let WriteTx(tx, noted) = self;
+        tx.commit()?;
+        for change in noted.into_inner() {
+            // No subscriber is not an error.
+            let _ = changes.send(change);
+        }
+        Ok(())
+    }
+}
+
+type Changes = tokio::sync::broadcast::Sender<OwnedChange>;
 
 /// Lookups shared by both transaction kinds.
 macro_rules! read_methods {
@@ -413,10 +458,14 @@ impl WriteTx {
         self.0
             .open_table(NODES)?
             .insert(id, encode(rec).as_slice())?;
+        self.note(rec.owner, Change::Node(NodeId(id)));
         Ok(())
     }
 
     pub fn remove_node(&self, id: u64) -> StoreResult<()> {
+        if let Some(rec) = self.node(id)? {
+            self.note(rec.owner, Change::Node(NodeId(id)));
+        }
         self.0.open_table(NODES)?.remove(id)?;
         self.0.open_table(INLINE)?.remove(id)?;
         let mut x = self.0.open_table(XATTRS)?;
@@ -462,12 +511,12 @@ impl WriteTx {
 
     pub fn link(&self, parent: u64, name: &str, id: u64) -> StoreResult<()> {
         self.0.open_table(CHILDREN)?.insert((parent, name), id)?;
-        Ok(())
+        self.note_entry(parent, name)
     }
 
     pub fn unlink(&self, parent: u64, name: &str) -> StoreResult<()> {
         self.0.open_table(CHILDREN)?.remove((parent, name))?;
-        Ok(())
+        self.note_entry(parent, name)
     }
 
     pub fn set_xattr(&self, id: u64, name: &str, value: Option<&[u8]>) -> StoreResult<()> {
@@ -530,7 +579,7 @@ impl WriteTx {
 /// made durable and commits them together, so concurrent writers share one fsync. Each write
 /// still commits atomically: if one fails, the batch is dropped and each write is redone in
 /// a transaction of its own.
-fn writer(db: Arc<Database>, jobs: mpsc::Receiver<Job>) {
+fn writer(db: Arc<Database>, jobs: mpsc::Receiver<Job>, changes: Changes) {
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -541,9 +590,9 @@ fn writer(db: Arc<Database>, jobs: mpsc::Receiver<Job>) {
         }
         let all_ok = match db.begin_write() {
             Ok(tx) => {
-                let tx = WriteTx(tx);
+                let tx = WriteTx::new(tx);
                 if batch.iter_mut().all(|job| (job.run)(&tx)) {
-                    let result = tx.0.commit().map_err(|e| e.to_string());
+                    let result = tx.commit(&changes).map_err(|e| e.to_string());
                     for job in batch.drain(..) {
                         (job.done)(result.clone());
                     }
@@ -563,9 +612,9 @@ fn writer(db: Arc<Database>, jobs: mpsc::Receiver<Job>) {
             for mut job in batch {
                 let result = match db.begin_write() {
                     Ok(tx) => {
-                        let tx = WriteTx(tx);
+                        let tx = WriteTx::new(tx);
                         if (job.run)(&tx) {
-                            tx.0.commit().map_err(|e| e.to_string())
+                            tx.commit(&changes).map_err(|e| e.to_string())
                         } else {
                             Ok(()) // the job's own error is in its result
                         }
@@ -583,13 +632,16 @@ impl Store {
         let db = Arc::new(Database::create(path)?);
         let (tx, rx) = mpsc::channel();
         let writer_db = db.clone();
+        let (changes, _) = tokio::sync::broadcast::channel(CHANGE_BUFFER);
+        let writer_changes = changes.clone();
         std::thread::Builder::new()
             .name("metadata-writer".into())
-            .spawn(move || writer(writer_db, rx))
+            .spawn(move || writer(writer_db, rx, writer_changes))
             .map_err(|e| StoreError::Corrupt(format!("starting the writer: {e}")))?;
         let store = Store {
             db,
             jobs: Mutex::new(Some(tx)),
+            changes,
         };
         // Create every table so read transactions never meet a missing one.
         store.write(|tx| {
@@ -606,6 +658,11 @@ impl Store {
             Ok::<_, StoreError>(())
         })?;
         Ok(store)
+    }
+
+    /// Every change committed from now on, with the id of the user whose tree it is in.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<OwnedChange> {
+        self.changes.subscribe()
     }
 
     pub fn read<T, E>(&self, f: impl FnOnce(&ReadTx) -> Result<T, E>) -> Result<T, E>
@@ -667,9 +724,9 @@ impl Store {
     where
         E: From<StoreError>,
     {
-        let tx = WriteTx(self.db.begin_write().map_err(StoreError::from)?);
+        let tx = WriteTx::new(self.db.begin_write().map_err(StoreError::from)?);
         let value = f(&tx)?;
-        tx.0.commit().map_err(StoreError::from)?;
+        tx.commit(&self.changes).map_err(StoreError::from)?;
         Ok(value)
     }
 }

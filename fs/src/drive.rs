@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::{
-    Attr, CreateOptions, DirEntry, FileHandle, FsError, FsResult, NodeId, OpenOptions,
-    RenameOptions, SetAttr, Usage, XattrChange,
+    Attr, ChangeReceiver, CreateOptions, DirEntry, FileHandle, FsError, FsResult, NodeId,
+    OpenOptions, RenameOptions, SetAttr, Usage, XattrChange,
 };
 
 /// One user's drive.
@@ -60,6 +60,10 @@ pub trait Drive: Send + Sync + 'static {
     /// Writes into the handle's staged content. Returns the number of bytes written.
     async fn write(&self, fh: FileHandle, offset: u64, data: &[u8]) -> FsResult<u32>;
 
+    /// Cuts or extends (with zeros) the handle's staged content to `size` bytes: ftruncate(2)
+    /// on an open file. Committed by `flush` like a write.
+    async fn truncate(&self, fh: FileHandle, size: u64) -> FsResult<()>;
+
     /// Commits the handle's staged content, durably, and returns the file's attributes.
     /// Does nothing if nothing changed since the last commit.
     async fn flush(&self, fh: FileHandle) -> FsResult<Attr>;
@@ -102,4 +106,18 @@ pub trait Drive: Send + Sync + 'static {
 
     /// Applies all changes or none.
     async fn set_xattrs(&self, node: NodeId, changes: Vec<XattrChange>) -> FsResult<()>;
+
+    /// The committed content of an open, read-only handle as a local file, when the drive
+    /// keeps it as one whole file: a front end may then let the kernel read it directly
+    /// (FUSE passthrough). `None` when the content is elsewhere or not complete.
+    async fn local_file(&self, _fh: FileHandle) -> FsResult<Option<std::fs::File>> {
+        Ok(None)
+    }
+
+    /// Committed changes to this drive from now on, from every front end, so that caching
+    /// front ends can drop stale entries. `None` if the drive can't report them. Must be
+    /// called within a tokio runtime.
+    fn watch(&self) -> Option<ChangeReceiver> {
+        None
+    }
 }

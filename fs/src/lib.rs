@@ -8,6 +8,7 @@
 pub mod conformance;
 mod drive;
 mod error;
+pub mod fuse;
 mod memory;
 mod name;
 mod types;
@@ -17,6 +18,6 @@ pub use error::{check_complete, FsError, FsResult};
 pub use memory::MemoryDrive;
 pub use name::{check_name, name_from_bytes, split_path, NAME_MAX};
 pub use types::{
-    Attr, CreateOptions, DirEntry, FileHandle, NodeId, NodeKind, OpenOptions, RenameOptions,
-    SetAttr, Usage, XattrChange,
+    Attr, Change, ChangeReceiver, CreateOptions, DirEntry, FileHandle, NodeId, NodeKind,
+    OpenOptions, RenameOptions, SetAttr, Usage, XattrChange,
 };

@@ -43,6 +43,8 @@ struct Handle {
     dirty: bool,
     expected: Option<u64>,
     written: u64,
+    /// Why a write or truncate failed: the handle then never commits.
+    failed: Option<FsError>,
 }
 
 struct State {
@@ -61,6 +63,107 @@ impl Default for MemoryDrive {
 }
 
 impl MemoryDrive {
+    fn write_staged(&self, fh: FileHandle, offset: u64, data: &[u8]) -> FsResult<u32> {
+        let mut st = self.state();
+        let (used, limit) = (st.used, st.limit);
+        let committed = match st.handle(fh)?.node {
+            Some(id) => st.node(id).map(|n| n.data.len() as u64).unwrap_or(0),
+            None => 0,
+        };
+        let h = st.handle_mut(fh)?;
+        if !h.writable {
+            return Err(FsError::BadHandle);
+        }
+        let end = offset
+            .checked_add(data.len() as u64)
+            .ok_or(FsError::InvalidArgument("offset too large"))?;
+        let new_len = end.max(h.data.len() as u64);
+        if !fits(used, limit, committed, new_len) {
+            return Err(FsError::QuotaExceeded);
+        }
+        let buf = Arc::make_mut(&mut h.data);
+        let end = usize::try_from(end).map_err(|_| FsError::InvalidArgument("offset too large"))?;
+        if buf.len() < end {
+            buf.resize(end, 0);
+        }
+        buf[end - data.len()..end].copy_from_slice(data);
+        h.dirty = true;
+        h.written += data.len() as u64;
+        Ok(data.len() as u32)
+    }
+
+    fn truncate_staged(&self, fh: FileHandle, size: u64) -> FsResult<()> {
+        let mut st = self.state();
+        let (used, limit) = (st.used, st.limit);
+        let committed = match st.handle(fh)?.node {
+            Some(id) => st.node(id).map(|n| n.data.len() as u64).unwrap_or(0),
+            None => 0,
+        };
+        let h = st.handle_mut(fh)?;
+        if !h.writable {
+            return Err(FsError::BadHandle);
+        }
+        if !fits(used, limit, committed, size) {
+            return Err(FsError::QuotaExceeded);
+        }
+        let len = usize::try_from(size).map_err(|_| FsError::InvalidArgument("size"))?;
+        Arc::make_mut(&mut h.data).resize(len, 0);
+        h.dirty = true;
+        Ok(())
+    }
+
+    fn commit_staged(&self, fh: FileHandle) -> FsResult<Attr> {
+        let mut st = self.state();
+        let h = st.handle(fh)?;
+        if !h.dirty {
+            return match h.node {
+                Some(id) => Ok(st.node(id)?.attr(id)),
+                None => Err(FsError::BadHandle),
+            };
+        }
+        check_complete(h.expected, h.written)?;
+        let data = h.data.clone();
+        let id = match (h.node, h.deferred.clone()) {
+            (Some(id), _) => id,
+            (None, Some((parent, name))) => {
+                // A deferred create appears now; whatever took the name meanwhile is replaced
+                // if it is a file, as a later upload would.
+                match st.child(parent, &name) {
+                    Ok(id) if st.node(id)?.kind == NodeKind::Dir => {
+                        return Err(FsError::IsADirectory)
+                    }
+                    Ok(id) => id,
+                    Err(FsError::NotFound) => {
+                        if !fits(st.used, st.limit, 0, data.len() as u64) {
+                            return Err(FsError::QuotaExceeded);
+                        }
+                        st.insert(parent, &name, NodeKind::File)
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            (None, None) => return Err(FsError::BadHandle),
+        };
+        let attr = st.set_content(id, data)?;
+        let h = st.handle_mut(fh)?;
+        h.node = Some(id);
+        h.deferred = None;
+        h.dirty = false;
+        Ok(attr)
+    }
+
+    /// A handle whose write failed never commits: see `Drive::flush`.
+    fn note_failure<T>(&self, fh: FileHandle, result: &FsResult<T>) {
+        if let Err(e) = result {
+            let mut st = self.state();
+            if let Ok(h) = st.handle_mut(fh) {
+                if h.writable {
+                    h.failed = Some(e.clone());
+                }
+            }
+        }
+    }
+
     /// An empty drive; `quota` limits the bytes its files may take.
     pub fn new(quota: Option<u64>) -> Self {
         let now = SystemTime::now();
@@ -110,6 +213,7 @@ impl Node {
             version: self.version,
             read_only: false,
             has_xattrs: !self.xattrs.is_empty(),
+            volatile: false,
         }
     }
 }
@@ -280,6 +384,7 @@ impl Drive for MemoryDrive {
             dirty,
             expected: opts.expected_size,
             written: 0,
+            failed: None,
         }))
     }
 
@@ -322,6 +427,7 @@ impl Drive for MemoryDrive {
             dirty: true,
             expected: opts.expected_size,
             written: 0,
+            failed: None,
         });
         let attr = match node {
             Some(id) => Attr {
@@ -344,72 +450,22 @@ impl Drive for MemoryDrive {
     }
 
     async fn write(&self, fh: FileHandle, offset: u64, data: &[u8]) -> FsResult<u32> {
-        let mut st = self.state();
-        let (used, limit) = (st.used, st.limit);
-        let committed = match st.handle(fh)?.node {
-            Some(id) => st.node(id).map(|n| n.data.len() as u64).unwrap_or(0),
-            None => 0,
-        };
-        let h = st.handle_mut(fh)?;
-        if !h.writable {
-            return Err(FsError::BadHandle);
-        }
-        let end = offset
-            .checked_add(data.len() as u64)
-            .ok_or(FsError::InvalidArgument("offset too large"))?;
-        let new_len = end.max(h.data.len() as u64);
-        if !fits(used, limit, committed, new_len) {
-            return Err(FsError::QuotaExceeded);
-        }
-        let buf = Arc::make_mut(&mut h.data);
-        let end = usize::try_from(end).map_err(|_| FsError::InvalidArgument("offset too large"))?;
-        if buf.len() < end {
-            buf.resize(end, 0);
-        }
-        buf[end - data.len()..end].copy_from_slice(data);
-        h.dirty = true;
-        h.written += data.len() as u64;
-        Ok(data.len() as u32)
+        let result = self.write_staged(fh, offset, data);
+        self.note_failure(fh, &result);
+        result
+    }
+
+    async fn truncate(&self, fh: FileHandle, size: u64) -> FsResult<()> {
+        let result = self.truncate_staged(fh, size);
+        self.note_failure(fh, &result);
+        result
     }
 
     async fn flush(&self, fh: FileHandle) -> FsResult<Attr> {
-        let mut st = self.state();
-        let h = st.handle(fh)?;
-        if !h.dirty {
-            return match h.node {
-                Some(id) => Ok(st.node(id)?.attr(id)),
-                None => Err(FsError::BadHandle),
-            };
+        if let Some(e) = &self.state().handle(fh)?.failed {
+            return Err(e.clone());
         }
-        check_complete(h.expected, h.written)?;
-        let data = h.data.clone();
-        let id = match (h.node, h.deferred.clone()) {
-            (Some(id), _) => id,
-            (None, Some((parent, name))) => {
-                // A deferred create appears now; whatever took the name meanwhile is replaced
-                // if it is a file, as a later upload would.
-                match st.child(parent, &name) {
-                    Ok(id) if st.node(id)?.kind == NodeKind::Dir => {
-                        return Err(FsError::IsADirectory)
-                    }
-                    Ok(id) => id,
-                    Err(FsError::NotFound) => {
-                        if !fits(st.used, st.limit, 0, data.len() as u64) {
-                            return Err(FsError::QuotaExceeded);
-                        }
-                        st.insert(parent, &name, NodeKind::File)
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            (None, None) => return Err(FsError::BadHandle),
-        };
-        let attr = st.set_content(id, data)?;
-        let h = st.handle_mut(fh)?;
-        h.node = Some(id);
-        h.deferred = None;
-        h.dirty = false;
-        Ok(attr)
+        self.commit_staged(fh)
     }
 
     async fn release(&self, fh: FileHandle) -> FsResult<()> {

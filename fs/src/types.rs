@@ -34,6 +34,9 @@ pub struct Attr {
     pub read_only: bool,
     /// The node has extended attributes: front ends can skip asking for them otherwise.
     pub has_xattrs: bool,
+    /// The content is made anew for every reader and its length can change at any moment
+    /// (a status file): front ends must not cache it.
+    pub volatile: bool,
 }
 
 impl Attr {
@@ -48,6 +51,7 @@ impl Attr {
             version: 0,
             read_only: false,
             has_xattrs: false,
+            volatile: false,
         }
     }
 
@@ -127,6 +131,21 @@ pub struct Usage {
     /// Number of files and folders in the drive.
     pub nodes: u64,
 }
+
+/// A committed change to a drive's tree, as [`crate::Drive::watch`] reports it: front ends
+/// that cache (the kernel, for a FUSE mount) drop what they hold for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// The entry `name` of folder `parent` appeared, disappeared or now names another node.
+    Entry { parent: NodeId, name: String },
+    /// The node's attributes or content changed, or it was removed.
+    Node(NodeId),
+    /// Changes were missed (the watcher fell behind): assume anything changed.
+    Lost,
+}
+
+/// The changes of one drive, in commit order. Dropping it ends the watch.
+pub type ChangeReceiver = tokio::sync::mpsc::Receiver<Change>;
 
 /// A change to one extended attribute (WebDAV dead property, FUSE xattr).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -223,6 +223,7 @@ impl crate::drive::UserDrive {
             version: crate::store::now_nanos() as u64,
             read_only: true,
             has_xattrs: false,
+            volatile: true,
         };
         (attr, bytes::Bytes::from(text))
     }
