@@ -199,8 +199,14 @@ impl Adapter {
 impl Inner {
     /// Runs `work` as a task and answers with `answer`, or with the error. `bounded` work
     /// fails with EIO after the request timeout.
-    fn serve<R, T, F, A>(self: &Arc<Self>, reply: R, bounded: bool, work: F, answer: A)
-    where
+    fn serve<R, T, F, A>(
+        self: &Arc<Self>,
+        op: &'static str,
+        reply: R,
+        bounded: bool,
+        work: F,
+        answer: A,
+    ) where
         R: Fail,
         T: Send + 'static,
         F: Future<Output = FsResult<T>> + Send + 'static,
@@ -218,7 +224,13 @@ impl Inner {
             };
             match result {
                 Ok(value) => answer(reply, value),
-                Err(e) => reply.fail(errno(&e)),
+                Err(e) => {
+                    // Failures of the daemon, not refusals of the caller's request.
+                    if matches!(e, FsError::Io(_) | FsError::TimedOut) {
+                        tracing::warn!(op, error = %e, "FUSE request failed");
+                    }
+                    reply.fail(errno(&e))
+                }
             }
         });
     }
@@ -571,9 +583,10 @@ impl fuser::Filesystem for Adapter {
                 }
             }
         };
-        self.inner.serve(reply, true, work, |reply, (attr, ttl)| {
-            reply.entry(&ttl, &attr, Generation(0))
-        });
+        self.inner
+            .serve("lookup", reply, true, work, |reply, (attr, ttl)| {
+                reply.entry(&ttl, &attr, Generation(0))
+            });
     }
 
     fn getattr(
@@ -595,9 +608,10 @@ impl fuser::Filesystem for Adapter {
             };
             Ok((me.attr(ino.0, &attr), me.ttl(&attr)))
         };
-        self.inner.serve(reply, true, work, |reply, (attr, ttl)| {
-            reply.attr(&ttl, &attr)
-        });
+        self.inner
+            .serve("getattr", reply, true, work, |reply, (attr, ttl)| {
+                reply.attr(&ttl, &attr)
+            });
     }
 
     fn setattr(
@@ -658,9 +672,10 @@ impl fuser::Filesystem for Adapter {
             };
             Ok(me.entry(slot, &attr))
         };
-        self.inner.serve(reply, false, work, |reply, (attr, ttl)| {
-            reply.attr(&ttl, &attr)
-        });
+        self.inner
+            .serve("setattr", reply, false, work, |reply, (attr, ttl)| {
+                reply.attr(&ttl, &attr)
+            });
     }
 
     fn mkdir(
@@ -680,9 +695,10 @@ impl fuser::Filesystem for Adapter {
             let attr = drive.mkdir(node, &name).await?;
             Ok(me.entry(slot, &attr))
         };
-        self.inner.serve(reply, false, work, |reply, (attr, ttl)| {
-            reply.entry(&ttl, &attr, Generation(0))
-        });
+        self.inner
+            .serve("mkdir", reply, false, work, |reply, (attr, ttl)| {
+                reply.entry(&ttl, &attr, Generation(0))
+            });
     }
 
     fn mknod(
@@ -707,7 +723,8 @@ impl fuser::Filesystem for Adapter {
             let (_, drive, node) = me.node(parent)?;
             drive.unlink(node, &name).await
         };
-        self.inner.serve(reply, false, work, |reply, ()| reply.ok());
+        self.inner
+            .serve("unlink", reply, false, work, |reply, ()| reply.ok());
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
@@ -718,7 +735,8 @@ impl fuser::Filesystem for Adapter {
             let (_, drive, node) = me.node(parent)?;
             drive.rmdir(node, &name).await
         };
-        self.inner.serve(reply, false, work, |reply, ()| reply.ok());
+        self.inner
+            .serve("rmdir", reply, false, work, |reply, ()| reply.ok());
     }
 
     fn rename(
@@ -748,7 +766,8 @@ impl fuser::Filesystem for Adapter {
             }
             drive.rename(from, &name, to, &newname, opts).await
         };
-        self.inner.serve(reply, false, work, |reply, ()| reply.ok());
+        self.inner
+            .serve("rename", reply, false, work, |reply, ()| reply.ok());
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
@@ -784,6 +803,7 @@ impl fuser::Filesystem for Adapter {
             }
         };
         self.inner.serve(
+            "open",
             reply,
             true,
             work,
@@ -821,13 +841,18 @@ impl fuser::Filesystem for Adapter {
             let (attr, fh) = drive.create(node, &name, opts).await?;
             Ok((me, slot, drive, attr, fh))
         };
-        self.inner
-            .serve(reply, false, work, |reply, (me, slot, drive, attr, fh)| {
+        self.inner.serve(
+            "create",
+            reply,
+            false,
+            work,
+            |reply, (me, slot, drive, attr, fh)| {
                 let (fattr, ttl) = me.entry(slot, &attr);
                 let (mode, flags) = me.created_mode(fattr.ino.0);
                 let id = me.add_open_file(drive, fh, fattr.ino.0, mode, true);
                 reply.created(&ttl, &fattr, Generation(0), fuser::FileHandle(id), flags)
-            });
+            },
+        );
     }
 
     fn read(
@@ -847,7 +872,7 @@ impl fuser::Filesystem for Adapter {
             drive.read(fh, offset, size).await
         };
         self.inner
-            .serve(reply, true, work, |reply, data| reply.data(&data));
+            .serve("read", reply, true, work, |reply, data| reply.data(&data));
     }
 
     fn write(
@@ -869,7 +894,7 @@ impl fuser::Filesystem for Adapter {
             drive.write(fh, offset, &data).await
         };
         self.inner
-            .serve(reply, false, work, |reply, n| reply.written(n));
+            .serve("write", reply, false, work, |reply, n| reply.written(n));
     }
 
     fn flush(
@@ -917,7 +942,8 @@ impl fuser::Filesystem for Adapter {
             committed.map(|_| ())?;
             released
         };
-        self.inner.serve(reply, false, work, |reply, ()| reply.ok());
+        self.inner
+            .serve("release", reply, false, work, |reply, ()| reply.ok());
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
@@ -928,7 +954,7 @@ impl fuser::Filesystem for Adapter {
             lock(&me.dirs).insert(id, Arc::new(listing));
             Ok(id)
         };
-        self.inner.serve(reply, true, work, |reply, id| {
+        self.inner.serve("opendir", reply, true, work, |reply, id| {
             reply.opened(fuser::FileHandle(id), FopenFlags::empty())
         });
     }
@@ -1091,7 +1117,7 @@ impl fuser::Filesystem for Adapter {
     fn statfs(&self, _req: &Request, ino: INodeNo, reply: ReplyStatfs) {
         let me = self.inner.clone();
         let work = async move { me.usage(ino).await };
-        self.inner.serve(reply, true, work, |reply, u| {
+        self.inner.serve("statfs", reply, true, work, |reply, u| {
             // In bytes (a block size of 1): quotas are exact to the byte, and both ways
             // programs compute space (f_frsize or f_bsize times blocks) agree.
             let total = u
@@ -1136,6 +1162,7 @@ impl Adapter {
             }
             Ok(())
         };
-        self.inner.serve(reply, false, work, |reply, ()| reply.ok());
+        self.inner
+            .serve("commit", reply, false, work, |reply, ()| reply.ok());
     }
 }
