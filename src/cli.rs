@@ -30,6 +30,10 @@ pub struct Cli {
         default_value = "./data"
     )]
     data: PathBuf,
+    /// A TOML file setting any flag of `serve` and `mount` (default: DATA/config.toml if it
+    /// exists). See `torrentdrive config example`.
+    #[arg(long, global = true, env = "TORRENTDRIVE_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -69,6 +73,9 @@ enum Command {
         #[command(flatten)]
         engine: EngineArgs,
     },
+    /// The config file.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Manage users (works with or without a running daemon).
     #[command(subcommand)]
     User(UserCommand),
@@ -237,6 +244,12 @@ impl FuseArgs {
     }
 }
 
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print a config file with every key, commented out, with its default.
+    Example,
+}
+
 #[derive(Args)]
 struct PasswordArgs {
     /// Read the password from the first line of standard input instead of prompting.
@@ -403,8 +416,12 @@ fn init_logging() {
 }
 
 pub fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let cli = crate::config::parse()?;
     match cli.command {
+        Command::Config(ConfigCommand::Example) => {
+            print!("{}", crate::config::example());
+            Ok(())
+        }
         Command::Serve {
             listen,
             mount,

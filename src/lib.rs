@@ -7,6 +7,7 @@
 pub mod api;
 pub mod blob;
 pub mod cli;
+pub mod config;
 pub mod control;
 pub mod drive;
 pub mod server;

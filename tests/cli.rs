@@ -173,3 +173,105 @@ fn committed_uploads_survive_kill_9() {
         assert_eq!(body, format!("file {i}").repeat(i * 1000 + 1).into_bytes());
     }
 }
+
+/// Starts `serve` on `data` with `env` and `args`; returns whether it listened on `port`.
+fn serves_on(data: &std::path::Path, env: &[(&str, &str)], args: &[&str], port: u16) -> bool {
+    let mut child = std::process::Command::new(BIN)
+        .arg("--data")
+        .arg(data)
+        .arg("serve")
+        .args(args)
+        .env_remove("TORRENTDRIVE_LISTEN")
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start serve");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut up = false;
+    while std::time::Instant::now() < deadline && child.try_wait().ok().flatten().is_none() {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            up = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // SAFETY: plain kill(2) of our child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let _ = child.wait();
+    up
+}
+
+#[test]
+fn the_config_file_sets_flags_and_flags_and_environment_win() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).expect("mkdir");
+    let [from_file, from_env, from_flag] = [free_port(), free_port(), free_port()];
+    std::fs::write(
+        data.join("config.toml"),
+        format!(
+            "listen = \"127.0.0.1:{from_file}\"\ntorrent_listen = \"off\"\nno_dht = true\n\
+             no_lsd = true\nread_timeout = 30\ntracker = [\"http://127.0.0.1:1/announce\"]\n"
+        ),
+    )
+    .expect("write config");
+    assert!(serves_on(&data, &[], &[], from_file), "the file's listen");
+    let env = format!("127.0.0.1:{from_env}");
+    assert!(
+        serves_on(&data, &[("TORRENTDRIVE_LISTEN", &env)], &[], from_env),
+        "the environment over the file"
+    );
+    let flag = format!("127.0.0.1:{from_flag}");
+    assert!(
+        serves_on(
+            &data,
+            &[("TORRENTDRIVE_LISTEN", &env)],
+            &["--listen", &flag],
+            from_flag
+        ),
+        "the flag over both"
+    );
+    // --config names another file.
+    let other = dir.path().join("other.toml");
+    std::fs::write(
+        &other,
+        format!("listen = \"127.0.0.1:{from_env}\"\ntorrent_listen = \"off\"\n"),
+    )
+    .expect("write config");
+    let config = other.to_str().expect("path");
+    assert!(
+        serves_on(&data, &[], &["--config", config], from_env),
+        "--config FILE"
+    );
+}
+
+#[test]
+fn a_bad_config_file_is_a_clear_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).expect("mkdir");
+    for (text, message) in [
+        ("bogus = 1\n", "unknown key `bogus`"),
+        ("read_timeout = \"soon\"\n", "key `read_timeout`"),
+        ("no_dht = \"yes\"\n", "key `no_dht` must be true or false"),
+        ("listen = \n", "config.toml"),
+    ] {
+        std::fs::write(data.join("config.toml"), text).expect("write config");
+        let o = cli(&data, &["serve"], None);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{text}: started");
+        assert!(err.contains(message), "{text}: {err}");
+    }
+    // The example shipped in packaging/ is what `config example` prints, and is valid.
+    let o = cli(&data, &["config", "example"], None);
+    assert!(o.status.success());
+    let shipped = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/config.toml"),
+    )
+    .expect("packaging/config.toml");
+    assert_eq!(stdout(&o), shipped, "regenerate packaging/config.toml");
+    std::fs::write(data.join("config.toml"), &shipped).expect("write config");
+    let o = cli(&data, &["user", "list"], None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
