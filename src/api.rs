@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::janitor::{Janitor, Job};
 use crate::torrents::status::{transfers_of, TransferInfo};
 use crate::users::{UserError, UserInfo, Users};
 
@@ -39,6 +40,13 @@ pub enum Request {
         /// The file's bytes, base64.
         data: String,
     },
+    /// Runs a janitor job now.
+    Janitor {
+        job: Job,
+        dry_run: bool,
+        /// Overrides the daemon's orphan grace period, in seconds.
+        grace: Option<u64>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -48,6 +56,7 @@ pub enum Reply {
     Users { users: Vec<UserInfo> },
     Transfers { transfers: Vec<TransferInfo> },
     Added { name: String },
+    Report { actions: Vec<String> },
     Error { message: String },
 }
 
@@ -69,6 +78,7 @@ pub type RemovedHook = Box<dyn Fn(&str) + Send + Sync>;
 
 pub struct Api {
     users: Arc<Users>,
+    janitor: Arc<Janitor>,
     on_removed: Option<RemovedHook>,
 }
 
@@ -97,8 +107,12 @@ impl Api {
         Ok(Reply::Transfers { transfers })
     }
 
-    pub fn new(users: Arc<Users>, on_removed: Option<RemovedHook>) -> Api {
-        Api { users, on_removed }
+    pub fn new(users: Arc<Users>, janitor: Arc<Janitor>, on_removed: Option<RemovedHook>) -> Api {
+        Api {
+            users,
+            janitor,
+            on_removed,
+        }
     }
 
     /// Answers one request. Blocking (database, argon2): call off the async threads.
@@ -125,6 +139,21 @@ impl Api {
             }
             Request::Transfers { user } => self.transfers(user.as_deref()),
             Request::Add { user, name, data } => self.add(&user, &name, &data),
+            Request::Janitor {
+                job,
+                dry_run,
+                grace,
+            } => {
+                let grace = grace.map(std::time::Duration::from_secs);
+                return match self.janitor.run(job, dry_run, grace) {
+                    Ok(report) => Reply::Report {
+                        actions: report.actions,
+                    },
+                    Err(e) => Reply::Error {
+                        message: e.to_string(),
+                    },
+                };
+            }
         };
         result.unwrap_or_else(|e| Reply::Error {
             message: e.to_string(),

@@ -175,8 +175,19 @@ impl BlobStore for LocalBlobStore {
     }
 }
 
+/// Size in bytes of the file system holding `path`.
+pub fn disk_size(path: &Path) -> io::Result<u64> {
+    let st = statvfs(path)?;
+    Ok((st.f_blocks as u64).saturating_mul(st.f_frsize as u64))
+}
+
 /// Bytes available to unprivileged writers on the file system holding `path`.
 pub fn free_space(path: &Path) -> io::Result<u64> {
+    let st = statvfs(path)?;
+    Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+}
+
+fn statvfs(path: &Path) -> io::Result<libc::statvfs> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes())
         .map_err(|_| io::Error::other("path contains NUL"))?;
@@ -185,7 +196,7 @@ pub fn free_space(path: &Path) -> io::Result<u64> {
     if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+    Ok(st)
 }
 
 #[cfg(test)]

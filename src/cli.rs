@@ -7,10 +7,14 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 
+use std::sync::Arc;
+
 use crate::api::{Api, Reply, Request};
 use crate::control;
+use crate::janitor::{Janitor, JanitorOptions, Job};
 use crate::server::{self, MountSpec, ServeOptions};
 use crate::service::{OpenError, Service};
+use crate::size::MinFree;
 use crate::size::{format_size, parse_size};
 use crate::torrents::engine::EngineOptions;
 use crate::torrents::status::status_text;
@@ -60,6 +64,8 @@ enum Command {
         fuse: FuseArgs,
         #[command(flatten)]
         engine: EngineArgs,
+        #[command(flatten)]
+        upkeep: UpkeepArgs,
     },
     /// Run the daemon with the drives mounted at DIR by FUSE, without WebDAV.
     Mount {
@@ -72,6 +78,21 @@ enum Command {
         fuse: FuseArgs,
         #[command(flatten)]
         engine: EngineArgs,
+        #[command(flatten)]
+        upkeep: UpkeepArgs,
+    },
+    /// Run one of the daemon's upkeep jobs now (through the daemon if it runs).
+    #[command(subcommand)]
+    Janitor(JanitorCommand),
+    /// Remove blobs and torrent data no file references (the janitor's `orphans` job).
+    Gc {
+        /// Only say what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+        /// Leave data younger than this (e.g. 1h, 0 for all): it may belong to a commit in
+        /// progress.
+        #[arg(long, default_value = "1h", value_parser = parse_duration)]
+        grace: std::time::Duration,
     },
     /// The config file.
     #[command(subcommand)]
@@ -200,6 +221,7 @@ fn daemon(
     listen: Option<SocketAddr>,
     engine: EngineOptions,
     mount: Option<MountSpec>,
+    upkeep: UpkeepArgs,
 ) -> anyhow::Result<()> {
     init_logging();
     let service = Service::open(data)?;
@@ -212,6 +234,8 @@ fn daemon(
             listen,
             engine,
             mount,
+            janitor: upkeep.janitor(),
+            min_free: upkeep.min_free,
         },
     ))
 }
@@ -240,6 +264,42 @@ impl FuseArgs {
                 request_timeout: engine.read_timeout + std::time::Duration::from_secs(30),
                 ..Default::default()
             },
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum JanitorCommand {
+    /// Run JOB now: `quotas` (recompute each user's usage from their files and correct
+    /// drift) or `orphans` (remove data no file references, older than an hour).
+    Run {
+        job: String,
+        /// Only say what would change.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+/// How the daemon looks after itself.
+#[derive(Args)]
+struct UpkeepArgs {
+    /// Disk space to keep free: uploads that would go below get 507. A size (10G), a
+    /// percentage of the disk (5%), or `auto`: 5% but at most 2 GiB.
+    #[arg(long, env = "TORRENTDRIVE_MIN_FREE", default_value = "auto", value_parser = MinFree::parse)]
+    min_free: MinFree,
+    /// Time between two passes of the janitor's jobs (usage drift, orphaned data).
+    #[arg(long, env = "TORRENTDRIVE_JANITOR_INTERVAL", default_value = "1h", value_parser = parse_duration)]
+    janitor_interval: std::time::Duration,
+    /// Age under which unreferenced data is left alone by the janitor.
+    #[arg(long, env = "TORRENTDRIVE_ORPHAN_GRACE", default_value = "1h", value_parser = parse_duration)]
+    orphan_grace: std::time::Duration,
+}
+
+impl UpkeepArgs {
+    fn janitor(&self) -> JanitorOptions {
+        JanitorOptions {
+            interval: self.janitor_interval.max(std::time::Duration::from_secs(1)),
+            orphan_grace: self.orphan_grace,
         }
     }
 }
@@ -328,7 +388,36 @@ fn call(data: &Path, req: Request) -> anyhow::Result<Reply> {
         ),
         other => other?,
     };
-    Ok(Api::new(service.users.clone(), None).call(req))
+    let janitor = Arc::new(Janitor::new(
+        service.users.storage().clone(),
+        service.data.clone(),
+        JanitorOptions::default(),
+    ));
+    Ok(Api::new(service.users.clone(), janitor, None).call(req))
+}
+
+fn janitor(data: &Path, job: Job, dry_run: bool, grace: Option<u64>) -> anyhow::Result<()> {
+    match call(
+        data,
+        Request::Janitor {
+            job,
+            dry_run,
+            grace,
+        },
+    )? {
+        Reply::Report { actions } if actions.is_empty() => {
+            println!("{}: nothing to do", job.name());
+            Ok(())
+        }
+        Reply::Report { actions } => {
+            for action in actions {
+                println!("{action}");
+            }
+            Ok(())
+        }
+        Reply::Error { message } => bail!(message),
+        other => bail!("unexpected reply from the daemon: {other:?}"),
+    }
 }
 
 fn run_user(data: &Path, cmd: UserCommand) -> anyhow::Result<()> {
@@ -428,20 +517,28 @@ pub fn main() -> anyhow::Result<()> {
             mount_user,
             fuse,
             engine,
+            upkeep,
         } => {
             let engine = engine.options()?;
             let mount = mount.map(|dir| fuse.spec(dir, mount_user, &engine));
-            daemon(&cli.data, Some(listen), engine, mount)
+            daemon(&cli.data, Some(listen), engine, mount, upkeep)
         }
         Command::Mount {
             dir,
             user,
             fuse,
             engine,
+            upkeep,
         } => {
             let engine = engine.options()?;
             let mount = fuse.spec(dir, user, &engine);
-            daemon(&cli.data, None, engine, Some(mount))
+            daemon(&cli.data, None, engine, Some(mount), upkeep)
+        }
+        Command::Janitor(JanitorCommand::Run { job, dry_run }) => {
+            janitor(&cli.data, Job::parse(&job)?, dry_run, None)
+        }
+        Command::Gc { dry_run, grace } => {
+            janitor(&cli.data, Job::Orphans, dry_run, Some(grace.as_secs()))
         }
         Command::User(cmd) => run_user(&cli.data, cmd),
         Command::Add { user, source } => add(&cli.data, user, &source),

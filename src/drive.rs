@@ -44,6 +44,8 @@ pub struct Storage {
     next_handle: AtomicU64,
     /// Free space of the blob store and when it was measured: every write checks it.
     free: Mutex<Option<(Instant, u64)>>,
+    /// Bytes of the disk kept free: writes that would eat into them fail with NoSpace.
+    reserve: AtomicU64,
     torrents: OnceLock<Arc<Torrents>>,
 }
 
@@ -124,21 +126,29 @@ impl Storage {
             handles: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
             free: Mutex::new(None),
+            reserve: AtomicU64::new(0),
             torrents: OnceLock::new(),
         })
     }
 
-    /// Bytes free for new content, re-measured at most every `FREE_SPACE_TTL`.
+    /// Bytes free for new content (the disk's free space less the reserve), re-measured at
+    /// most every `FREE_SPACE_TTL`.
     pub fn free_space(&self) -> FsResult<u64> {
         let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
-        match *free {
-            Some((at, bytes)) if at.elapsed() < FREE_SPACE_TTL => Ok(bytes),
+        let bytes = match *free {
+            Some((at, bytes)) if at.elapsed() < FREE_SPACE_TTL => bytes,
             _ => {
                 let bytes = self.blobs.free_space()?;
                 *free = Some((Instant::now(), bytes));
-                Ok(bytes)
+                bytes
             }
-        }
+        };
+        Ok(bytes.saturating_sub(self.reserve.load(Ordering::Relaxed)))
+    }
+
+    /// Keeps `bytes` of the disk free: uploads that would go below get NoSpace (507).
+    pub fn set_reserve(&self, bytes: u64) {
+        self.reserve.store(bytes, Ordering::Relaxed);
     }
 
     pub fn store(&self) -> &Arc<Store> {

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod drive;
+pub mod janitor;
 pub mod server;
 pub mod service;
 pub mod size;

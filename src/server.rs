@@ -22,7 +22,9 @@ use torrentdrive_fs::{Drive, FsError, FsResult};
 
 use crate::api::Api;
 use crate::control;
+use crate::janitor::{Janitor, JanitorOptions};
 use crate::service::Service;
+use crate::size::{format_size, MinFree};
 use crate::torrents::engine::EngineOptions;
 use crate::torrents::scheduler::SeedPolicy;
 use crate::torrents::Torrents;
@@ -37,6 +39,9 @@ pub struct ServeOptions {
     pub listen: Option<SocketAddr>,
     pub engine: EngineOptions,
     pub mount: Option<MountSpec>,
+    pub janitor: JanitorOptions,
+    /// Disk space kept free.
+    pub min_free: MinFree,
 }
 
 /// A FUSE mount of the drives.
@@ -176,6 +181,13 @@ pub async fn serve(service: Service, opts: ServeOptions) -> anyhow::Result<()> {
     }
 
     let storage = users.storage().clone();
+    let disk = crate::blob::disk_size(&data).context("measuring the data dir's disk")?;
+    let reserve = opts.min_free.bytes(disk);
+    storage.set_reserve(reserve);
+    tracing::info!(
+        min_free = %format_size(reserve),
+        "uploads are refused when the disk's free space would drop below this"
+    );
     let torrents = Torrents::start(&data, storage.store().clone(), &opts.engine).await?;
     if let Some(addr) = torrents.engine().listen_addr() {
         tracing::info!(%addr, "torrent engine listening");
@@ -197,9 +209,12 @@ pub async fn serve(service: Service, opts: ServeOptions) -> anyhow::Result<()> {
         }),
         "/dav",
     ));
+    let janitor = Arc::new(Janitor::new(storage.clone(), data.clone(), opts.janitor));
+    let janitor_task = janitor.clone().spawn();
     let forget = webdav.clone();
     let api = Arc::new(Api::new(
         users.clone(),
+        janitor,
         Some(Box::new(move |name| forget.forget_user(name))),
     ));
     let socket = control::socket_path(&data);
@@ -273,6 +288,7 @@ pub async fn serve(service: Service, opts: ServeOptions) -> anyhow::Result<()> {
         tracing::warn!("requests still running after {DRAIN_TIMEOUT:?}; stopping anyway");
     }
     scheduler.abort();
+    janitor_task.abort();
     torrents.stop().await;
     tracing::info!("stopped");
     Ok(())

@@ -72,3 +72,57 @@ mod tests {
         assert_eq!(format_size(12), "12 B");
     }
 }
+
+/// How much of the disk to keep free (`--min-free`): a size, a percentage of the disk, or
+/// `auto`, 5% of the disk but at most 2 GiB.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MinFree {
+    Auto,
+    Percent(f64),
+    Bytes(u64),
+}
+
+impl MinFree {
+    pub fn parse(text: &str) -> Result<MinFree, String> {
+        let t = text.trim();
+        if t == "auto" {
+            return Ok(MinFree::Auto);
+        }
+        if let Some(p) = t.strip_suffix('%') {
+            return match p.trim().parse::<f64>() {
+                Ok(p) if (0.0..=100.0).contains(&p) => Ok(MinFree::Percent(p)),
+                _ => Err(format!("`{text}` is not a percentage from 0% to 100%")),
+            };
+        }
+        match parse_size(t)? {
+            Some(bytes) => Ok(MinFree::Bytes(bytes)),
+            None => Ok(MinFree::Bytes(0)),
+        }
+    }
+
+    /// Bytes to keep free on a disk of `disk` bytes.
+    pub fn bytes(self, disk: u64) -> u64 {
+        match self {
+            MinFree::Auto => (disk / 20).min(2 << 30),
+            MinFree::Percent(p) => (disk as f64 * p / 100.0) as u64,
+            MinFree::Bytes(b) => b,
+        }
+    }
+}
+
+#[cfg(test)]
+mod min_free_tests {
+    use super::*;
+
+    #[test]
+    fn min_free_forms() {
+        assert_eq!(MinFree::parse("auto"), Ok(MinFree::Auto));
+        assert_eq!(MinFree::Auto.bytes(10 << 30), (10 << 30) / 20);
+        assert_eq!(MinFree::Auto.bytes(1 << 40), 2 << 30);
+        assert_eq!(MinFree::parse("10%").map(|m| m.bytes(1000)), Ok(100));
+        assert_eq!(MinFree::parse("0").map(|m| m.bytes(1000)), Ok(0));
+        assert_eq!(MinFree::parse("1G").map(|m| m.bytes(0)), Ok(1 << 30));
+        assert!(MinFree::parse("120%").is_err());
+        assert!(MinFree::parse("lots").is_err());
+    }
+}

@@ -275,3 +275,54 @@ fn a_bad_config_file_is_a_clear_error() {
     let o = cli(&data, &["user", "list"], None);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+#[test]
+fn upkeep_jobs_run_through_the_daemon_and_the_disk_reserve_refuses_uploads() {
+    if !have("curl") {
+        return;
+    }
+    // The whole disk reserved: nothing fits.
+    let server = Server::start_with(&["--min-free", "100%"]);
+    server.add_user("j", "janitor-password", None);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("upload");
+    std::fs::write(&file, vec![1u8; 1 << 20]).expect("write");
+    let u = creds("j", "janitor-password");
+    let (code, _) = curl(&[
+        "-u",
+        &u,
+        "-T",
+        file.to_str().expect("path"),
+        &server.url("/big.bin"),
+    ]);
+    assert_eq!(code, 507, "an upload into the reserve");
+
+    let orphan = server
+        .data
+        .join("blobs/cd/cd000000000000000000000000000002");
+    std::fs::create_dir_all(orphan.parent().expect("parent")).expect("mkdir");
+    std::fs::write(&orphan, b"left behind").expect("write");
+    let run = |args: &[&str]| {
+        let o = server.cli(args, None);
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        stdout(&o)
+    };
+    let dry = run(&["gc", "--dry-run", "--grace", "0"]);
+    assert!(dry.contains("would remove unreferenced blob"), "{dry}");
+    assert!(orphan.exists());
+    assert!(
+        run(&["gc"]).contains("nothing to do"),
+        "within the grace period"
+    );
+    let done = run(&["gc", "--grace", "0"]);
+    assert!(done.contains("removed unreferenced blob"), "{done}");
+    assert!(!orphan.exists());
+    assert!(run(&["janitor", "run", "quotas"]).contains("quotas: nothing to do"));
+    let o = server.cli(&["janitor", "run", "everything"], None);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unknown janitor job"));
+}
