@@ -236,6 +236,7 @@ fn daemon(
             mount,
             janitor: upkeep.janitor(),
             min_free: upkeep.min_free,
+            metrics_listen: upkeep.metrics_listen.0,
         },
     ))
 }
@@ -293,7 +294,24 @@ struct UpkeepArgs {
     /// Age under which unreferenced data is left alone by the janitor.
     #[arg(long, env = "TORRENTDRIVE_ORPHAN_GRACE", default_value = "1h", value_parser = parse_duration)]
     orphan_grace: std::time::Duration,
+    /// Where /metrics (Prometheus) and /healthz listen (`off`: nowhere).
+    #[arg(long, env = "TORRENTDRIVE_METRICS_LISTEN", default_value = "127.0.0.1:9134", value_parser = parse_listen)]
+    metrics_listen: Listen,
 }
+
+/// `off`, or an address.
+fn parse_listen(text: &str) -> Result<Listen, String> {
+    match text {
+        "off" => Ok(Listen(None)),
+        addr => addr
+            .parse()
+            .map(|a| Listen(Some(a)))
+            .map_err(|_| format!("`{addr}` is not an address (host:port) or `off`")),
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Listen(Option<SocketAddr>);
 
 impl UpkeepArgs {
     fn janitor(&self) -> JanitorOptions {

@@ -11,6 +11,7 @@ pub mod config;
 pub mod control;
 pub mod drive;
 pub mod janitor;
+pub mod metrics;
 pub mod server;
 pub mod service;
 pub mod size;

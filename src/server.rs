@@ -23,6 +23,7 @@ use torrentdrive_fs::{Drive, FsError, FsResult};
 use crate::api::Api;
 use crate::control;
 use crate::janitor::{Janitor, JanitorOptions};
+use crate::metrics::{self as metrics_http, Metrics, Sources};
 use crate::service::Service;
 use crate::size::{format_size, MinFree};
 use crate::torrents::engine::EngineOptions;
@@ -42,6 +43,8 @@ pub struct ServeOptions {
     pub janitor: JanitorOptions,
     /// Disk space kept free.
     pub min_free: MinFree,
+    /// Where `/metrics` and `/healthz` listen; `None` for nowhere.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// A FUSE mount of the drives.
@@ -131,7 +134,11 @@ fn write_admin_password(data: &Path, password: &str) -> std::io::Result<()> {
     f.sync_all()
 }
 
-async fn route(webdav: Arc<WebDav>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+async fn route(
+    webdav: Arc<WebDav>,
+    metrics: Arc<Metrics>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
     let started = Instant::now();
     let (method, path) = (req.method().clone(), req.uri().path().to_owned());
     let res = if path == "/dav" || path.starts_with("/dav/") {
@@ -150,6 +157,9 @@ async fn route(webdav: Arc<WebDav>, req: Request<Incoming>) -> Result<Response<B
         *res.status_mut() = StatusCode::NOT_FOUND;
         res
     };
+    if path == "/dav" || path.starts_with("/dav/") {
+        metrics.record_request(method.as_str(), res.status().as_u16(), started.elapsed());
+    }
     tracing::debug!(%method, %path, status = res.status().as_u16(), us = started.elapsed().as_micros() as u64, "request");
     Ok(res)
 }
@@ -214,17 +224,43 @@ pub async fn serve(service: Service, opts: ServeOptions) -> anyhow::Result<()> {
     let forget = webdav.clone();
     let api = Arc::new(Api::new(
         users.clone(),
-        janitor,
+        janitor.clone(),
         Some(Box::new(move |name| forget.forget_user(name))),
     ));
+    let metrics = Arc::new(Metrics::default());
+    let metrics_listener = metrics_http::bind(opts.metrics_listen).await?;
     let socket = control::socket_path(&data);
     let control_listener = control::bind(&socket).context("binding the control socket")?;
     let control_task = tokio::spawn(control::serve(control_listener, api));
 
     let mounted = match opts.mount {
-        Some(spec) => Some(mount(&users, spec)?),
+        Some(spec) => Some(Arc::new(mount(&users, spec)?)),
         None => None,
     };
+    let metrics_task = metrics_listener.map(|listener| {
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(%addr, "metrics at http://{addr}/metrics, health at /healthz");
+        }
+        // Weak: the stop unmounts whatever scrapes are open.
+        let mount_state = mounted.as_ref().map(|m| {
+            let m = Arc::downgrade(m);
+            Arc::new(move || match m.upgrade() {
+                Some(m) => (m.open_files(), m.is_healthy()),
+                None => (0, false),
+            }) as Arc<dyn Fn() -> (u64, bool) + Send + Sync>
+        });
+        tokio::spawn(metrics_http::serve(
+            listener,
+            Arc::new(Sources {
+                metrics: metrics.clone(),
+                users: users.clone(),
+                torrents: torrents.clone(),
+                janitor: janitor.clone(),
+                data: data.clone(),
+                mount: mount_state,
+            }),
+        ))
+    });
 
     let listener = match opts.listen {
         Some(listen) => {
@@ -258,8 +294,8 @@ pub async fn serve(service: Service, opts: ServeOptions) -> anyhow::Result<()> {
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let webdav = webdav.clone();
-                let service = hyper::service::service_fn(move |req| route(webdav.clone(), req));
+                let (webdav, metrics) = (webdav.clone(), metrics.clone());
+                let service = hyper::service::service_fn(move |req| route(webdav.clone(), metrics.clone(), req));
                 let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                 let conn = graceful.watch(conn.into_owned());
                 tokio::spawn(async move {
@@ -273,7 +309,10 @@ pub async fn serve(service: Service, opts: ServeOptions) -> anyhow::Result<()> {
     }
     tracing::info!("stopping");
     drop(listener);
-    if let Some(m) = mounted {
+    if let Some(task) = metrics_task {
+        task.abort();
+    }
+    if let Some(m) = mounted.and_then(Arc::into_inner) {
         let dir = m.dir().to_owned();
         if let Err(e) = tokio::task::block_in_place(|| m.unmount()) {
             tracing::warn!(dir = %dir.display(), error = %e, "unmounting");

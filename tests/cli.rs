@@ -180,6 +180,7 @@ fn serves_on(data: &std::path::Path, env: &[(&str, &str)], args: &[&str], port: 
         .arg("--data")
         .arg(data)
         .arg("serve")
+        .args(["--metrics-listen", "off"])
         .args(args)
         .env_remove("TORRENTDRIVE_LISTEN")
         .envs(env.iter().copied())

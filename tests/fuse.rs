@@ -614,6 +614,8 @@ fn a_crashed_mount_is_replaced_and_a_stop_unmounts() {
             "off",
             "--no-dht",
             "--no-lsd",
+            "--metrics-listen",
+            "off",
         ])
         .spawn()
         .expect("start mount");

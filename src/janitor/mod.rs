@@ -90,6 +90,8 @@ pub struct Janitor {
     storage: Arc<Storage>,
     data: PathBuf,
     options: JanitorOptions,
+    /// Actions taken by each job (not counting dry runs), for the metrics.
+    actions: [std::sync::atomic::AtomicU64; 2],
 }
 
 impl Janitor {
@@ -98,7 +100,13 @@ impl Janitor {
             storage,
             data,
             options,
+            actions: Default::default(),
         }
+    }
+
+    /// Actions `job` has taken since the start.
+    pub fn actions(&self, job: Job) -> u64 {
+        self.actions[job as usize].load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Runs one pass of `job` now, with another orphan grace period if given. Blocking:
@@ -120,6 +128,12 @@ impl Janitor {
         };
         for action in &report.actions {
             tracing::info!(job = job.name(), dry_run, "{action}");
+        }
+        if !dry_run {
+            self.actions[job as usize].fetch_add(
+                report.actions.len() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
         }
         tracing::debug!(
             job = job.name(),

@@ -90,6 +90,24 @@ pub struct Engine {
     torrents_dir: PathBuf,
     read_timeout: Duration,
     max_active: usize,
+    /// Reads waiting in `read` now (most of them for pieces).
+    waiting: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// Counts a read as waiting for as long as it lives.
+struct Waiting(Arc<std::sync::atomic::AtomicU64>);
+
+impl Waiting {
+    fn new(count: &Arc<std::sync::atomic::AtomicU64>) -> Waiting {
+        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Waiting(count.clone())
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl Engine {
@@ -163,6 +181,7 @@ impl Engine {
             torrents_dir,
             read_timeout: opts.read_timeout,
             max_active: opts.max_active.max(1),
+            waiting: Arc::default(),
         })
     }
 
@@ -238,6 +257,11 @@ impl Engine {
             all.filter(|(_, h)| !h.is_paused() && !h.stats().finished)
                 .count()
         })
+    }
+
+    /// Reads of torrent data in progress (waiting for pieces, mostly).
+    pub fn waiting_reads(&self) -> u64 {
+        self.waiting.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn max_active(&self) -> usize {
@@ -337,6 +361,7 @@ impl Engine {
     /// Reads up to `n` bytes at `offset` from `stream`, waiting for missing pieces at most
     /// `read_timeout`. Returns fewer bytes only at the end of the file.
     pub async fn read(&self, stream: &mut FileStream, offset: u64, n: usize) -> FsResult<Bytes> {
+        let _waiting = Waiting::new(&self.waiting);
         let stream = &mut stream.stream;
         let work = async {
             stream.seek(SeekFrom::Start(offset)).await?;

@@ -65,24 +65,44 @@ impl Torrents {
             stats.progress_bytes as f64 * 100.0 / stats.total_bytes as f64
         };
         info.error = stats.error.clone();
-        info.state = match stats.state {
-            librqbit::TorrentStatsState::Initializing { .. } => "checking",
-            librqbit::TorrentStatsState::Paused if stats.finished => "completed",
-            // Only the queue pauses unfinished downloads.
-            librqbit::TorrentStatsState::Paused => "queued",
-            librqbit::TorrentStatsState::Error => "error",
-            librqbit::TorrentStatsState::Live if stats.finished => "seeding",
-            librqbit::TorrentStatsState::Live => "downloading",
-        }
-        .into();
-        if let Some(live) = &stats.live {
-            info.down_bps = mbps_to_bps(live.download_speed.mbps);
-            info.up_bps = mbps_to_bps(live.upload_speed.mbps);
-            info.peers = live.snapshot.peer_stats.live;
-            let left = stats.total_bytes.saturating_sub(stats.progress_bytes);
-            info.eta_secs = (info.down_bps > 0 && left > 0).then(|| left / info.down_bps);
-        }
+        info.state = state_of(&stats).into();
+        let live = live_figures(&stats);
+        (info.down_bps, info.up_bps, info.peers) = (live.down_bps, live.up_bps, live.peers);
+        let left = stats.total_bytes.saturating_sub(stats.progress_bytes);
+        info.eta_secs = (info.down_bps > 0 && left > 0).then(|| left / info.down_bps);
         info
+    }
+}
+
+/// What users are told a torrent is doing.
+pub fn state_of(stats: &librqbit::TorrentStats) -> &'static str {
+    match stats.state {
+        librqbit::TorrentStatsState::Initializing { .. } => "checking",
+        librqbit::TorrentStatsState::Paused if stats.finished => "completed",
+        // Only the queue pauses unfinished downloads.
+        librqbit::TorrentStatsState::Paused => "queued",
+        librqbit::TorrentStatsState::Error => "error",
+        librqbit::TorrentStatsState::Live if stats.finished => "seeding",
+        librqbit::TorrentStatsState::Live => "downloading",
+    }
+}
+
+/// The figures of a running torrent (zero when it isn't running).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LiveFigures {
+    pub down_bps: u64,
+    pub up_bps: u64,
+    pub peers: u32,
+}
+
+pub fn live_figures(stats: &librqbit::TorrentStats) -> LiveFigures {
+    match &stats.live {
+        Some(live) => LiveFigures {
+            down_bps: mbps_to_bps(live.download_speed.mbps),
+            up_bps: mbps_to_bps(live.upload_speed.mbps),
+            peers: live.snapshot.peer_stats.live,
+        },
+        None => LiveFigures::default(),
     }
 }
 

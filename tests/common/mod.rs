@@ -92,12 +92,19 @@ impl Server {
         // it: then the daemon exits, and we try again with another.
         for _ in 0..5 {
             let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+            // Tests run side by side: no fixed metrics port unless the test picks one.
+            let metrics: &[&str] = if extra.contains(&"--metrics-listen") {
+                &[]
+            } else {
+                &["--metrics-listen", "off"]
+            };
             let mut child = Command::new(BIN)
                 .args(["--data"])
                 .arg(data)
                 .args(["serve", "--listen", &addr.to_string()])
                 // No DHT or LSD on a test machine; peers come from the tests.
                 .args(["--torrent-listen", "127.0.0.1:0", "--no-dht", "--no-lsd"])
+                .args(metrics)
                 .args(extra)
                 .env(
                     "RUST_LOG",

@@ -119,6 +119,8 @@ struct Inner {
     dirs: Mutex<HashMap<u64, Arc<Vec<Listed>>>>,
     io: Mutex<HashMap<u64, InodeIo>>,
     invalidate: mpsc::Sender<Inval>,
+    /// Files open now, for the daemon's metrics.
+    open_files: Arc<AtomicU64>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -188,11 +190,17 @@ impl Adapter {
             dirs: Mutex::new(HashMap::new()),
             io: Mutex::new(HashMap::new()),
             invalidate,
+            open_files: Arc::default(),
         });
         if let Tree::Drive(d) = &inner.tree {
             inner.watch(1, d);
         }
         (Adapter { inner }, Invalidations { receiver })
+    }
+
+    /// The count of open files, kept up to date.
+    pub(super) fn open_files(&self) -> Arc<AtomicU64> {
+        self.inner.open_files.clone()
     }
 }
 
@@ -353,6 +361,7 @@ impl Inner {
         write: bool,
     ) -> u64 {
         let id = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        self.open_files.fetch_add(1, Ordering::Relaxed);
         lock(&self.files).insert(
             id,
             OpenFile {
@@ -933,6 +942,7 @@ impl fuser::Filesystem for Adapter {
         let Some(file) = lock(&me.files).remove(&fh.0) else {
             return reply.error(Errno::EBADF);
         };
+        me.open_files.fetch_sub(1, Ordering::Relaxed);
         let work = async move {
             // Commit first: a writer that never called close(2) (killed) still had its data
             // written, and POSIX keeps what was written.

@@ -73,9 +73,20 @@ impl Default for MountOptions {
 pub struct Mount {
     session: Option<fuser::BackgroundSession>,
     dir: PathBuf,
+    open_files: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Mount {
+    /// Files open on the mount now.
+    pub fn open_files(&self) -> u64 {
+        self.open_files.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether the mount answers (a crashed session leaves "not connected").
+    pub fn is_healthy(&self) -> bool {
+        std::fs::metadata(&self.dir).is_ok()
+    }
+
     /// Where it is mounted.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -135,11 +146,13 @@ pub fn mount(
     config.n_threads = Some(options.threads.max(1));
     config.clone_fd = true;
     let (filesystem, invalidations) = adapter::Adapter::new(tree, options, runtime);
+    let open_files = filesystem.open_files();
     let session = fuser::spawn_mount(filesystem, dir, &config)?;
     invalidations.start(session.notifier())?;
     Ok(Mount {
         session: Some(session),
         dir: dir.to_path_buf(),
+        open_files,
     })
 }
 
