@@ -12,7 +12,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use torrentdrive_dav::{Authenticator, WebDav};
+use torrentdrive_dav::{Authenticator, Denied, WebDav};
 use torrentdrive_fs::{Drive, MemoryDrive};
 
 /// One user, `demo`, with one drive in memory.
@@ -22,9 +22,15 @@ struct Demo {
 
 #[async_trait]
 impl Authenticator for Demo {
-    async fn authenticate(&self, user: &str, password: &str) -> Option<Arc<dyn Drive>> {
+    async fn authenticate(
+        &self,
+        user: &str,
+        password: &str,
+        _client: Option<std::net::IpAddr>,
+    ) -> Result<Arc<dyn Drive>, Denied> {
         (user == "demo" && password == "demo-password")
             .then(|| self.drive.clone() as Arc<dyn Drive>)
+            .ok_or(Denied::Credentials)
     }
 }
 

@@ -14,6 +14,7 @@ pub mod janitor;
 pub mod metrics;
 pub mod server;
 pub mod service;
+pub mod signin;
 pub mod size;
 mod staging;
 pub mod store;

@@ -2,7 +2,7 @@
 //! the FUSE mount, the control socket, and a clean stop on SIGINT/SIGTERM.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,7 +16,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use torrentdrive_dav::{Authenticator, Body, WebDav};
+use torrentdrive_dav::{Authenticator, Body, ClientAddr, Denied, WebDav};
 use torrentdrive_fs::fuse::{self, DriveSet, MountOptions, Tree};
 use torrentdrive_fs::{Drive, FsError, FsResult};
 
@@ -25,6 +25,7 @@ use crate::control;
 use crate::janitor::{Janitor, JanitorOptions};
 use crate::metrics::{self as metrics_http, Metrics, Sources};
 use crate::service::Service;
+use crate::signin::{SignInLimiter, Verdict};
 use crate::size::{format_size, MinFree};
 use crate::torrents::engine::EngineOptions;
 use crate::torrents::scheduler::SeedPolicy;
@@ -100,26 +101,85 @@ fn mount(users: &Arc<Users>, spec: MountSpec) -> anyhow::Result<fuse::Mount> {
     Ok(mount)
 }
 
-/// Signs WebDAV users in against the user table.
+/// Signs WebDAV users in against the user table, holding back addresses that fail often.
 struct UserAuth {
     users: Arc<Users>,
+    limiter: SignInLimiter,
+    metrics: Arc<Metrics>,
+}
+
+impl UserAuth {
+    fn refused(&self) {
+        self.metrics
+            .signin_failures
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 #[async_trait]
 impl Authenticator for UserAuth {
-    async fn authenticate(&self, user: &str, password: &str) -> Option<Arc<dyn Drive>> {
+    async fn authenticate(
+        &self,
+        user: &str,
+        password: &str,
+        client: Option<IpAddr>,
+    ) -> Result<Arc<dyn Drive>, Denied> {
+        if let Some(ip) = client {
+            match self.limiter.check(ip) {
+                Verdict::Go => {}
+                Verdict::Wait(delay) => tokio::time::sleep(delay).await,
+                Verdict::Refuse(retry_after) => {
+                    self.refused();
+                    return Err(Denied::TooManyAttempts { retry_after });
+                }
+            }
+        }
         let rec = match self.users.verify_cached(user, password) {
-            Some(rec) => rec,
+            Some(rec) => Some(rec),
             None => {
                 let (users, user, password) =
                     (self.users.clone(), user.to_owned(), password.to_owned());
                 tokio::task::spawn_blocking(move || users.verify(&user, &password))
                     .await
-                    .ok()??
+                    .ok()
+                    .flatten()
             }
         };
-        Some(Arc::new(self.users.storage().drive(&rec)))
+        match (rec, client) {
+            (Some(rec), ip) => {
+                if let Some(ip) = ip {
+                    self.limiter.succeeded(ip);
+                }
+                Ok(Arc::new(self.users.storage().drive(&rec)))
+            }
+            (None, ip) => {
+                if let Some(ip) = ip {
+                    self.limiter.failed(ip);
+                }
+                self.refused();
+                Err(Denied::Credentials)
+            }
+        }
     }
+}
+
+/// The address a request comes from: the peer's, or, when the peer is a reverse proxy on
+/// this machine, the one it appended to X-Forwarded-For (a remote client can't claim to be
+/// someone else, since only loopback peers are believed).
+fn client_addr(peer: SocketAddr, headers: &hyper::HeaderMap) -> IpAddr {
+    if peer.ip().is_loopback() {
+        let forwarded = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|a| a.trim().parse::<IpAddr>().ok())
+            .next_back();
+        if let Some(ip) = forwarded {
+            return ip;
+        }
+    }
+    peer.ip()
 }
 
 fn write_admin_password(data: &Path, password: &str) -> std::io::Result<()> {
@@ -137,8 +197,11 @@ fn write_admin_password(data: &Path, password: &str) -> std::io::Result<()> {
 async fn route(
     webdav: Arc<WebDav>,
     metrics: Arc<Metrics>,
-    req: Request<Incoming>,
+    peer: SocketAddr,
+    mut req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
+    let client = client_addr(peer, req.headers());
+    req.extensions_mut().insert(ClientAddr(client));
     let started = Instant::now();
     let (method, path) = (req.method().clone(), req.uri().path().to_owned());
     let res = if path == "/dav" || path.starts_with("/dav/") {
@@ -213,9 +276,12 @@ pub async fn serve(service: Service, opts: ServeOptions) -> anyhow::Result<()> {
         }
     }
 
+    let metrics = Arc::new(Metrics::default());
     let webdav = Arc::new(WebDav::new(
         Arc::new(UserAuth {
             users: users.clone(),
+            limiter: SignInLimiter::default(),
+            metrics: metrics.clone(),
         }),
         "/dav",
     ));
@@ -227,7 +293,6 @@ pub async fn serve(service: Service, opts: ServeOptions) -> anyhow::Result<()> {
         janitor.clone(),
         Some(Box::new(move |name| forget.forget_user(name))),
     ));
-    let metrics = Arc::new(Metrics::default());
     let metrics_listener = metrics_http::bind(opts.metrics_listen).await?;
     let socket = control::socket_path(&data);
     let control_listener = control::bind(&socket).context("binding the control socket")?;
@@ -285,7 +350,7 @@ pub async fn serve(service: Service, opts: ServeOptions) -> anyhow::Result<()> {
     loop {
         tokio::select! {
             accepted = accept(&listener) => {
-                let (stream, _) = match accepted {
+                let (stream, peer) = match accepted {
                     Ok(a) => a,
                     Err(e) => {
                         tracing::warn!(error = %e, "accept");
@@ -295,7 +360,9 @@ pub async fn serve(service: Service, opts: ServeOptions) -> anyhow::Result<()> {
                 };
                 let _ = stream.set_nodelay(true);
                 let (webdav, metrics) = (webdav.clone(), metrics.clone());
-                let service = hyper::service::service_fn(move |req| route(webdav.clone(), metrics.clone(), req));
+                let service = hyper::service::service_fn(move |req| {
+                    route(webdav.clone(), metrics.clone(), peer, req)
+                });
                 let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                 let conn = graceful.watch(conn.into_owned());
                 tokio::spawn(async move {

@@ -43,6 +43,7 @@ fn metrics_count_requests_and_health_is_reported() {
         "torrentdrive_fuse_open_files 0",
         "torrentdrive_janitor_actions_total{job=\"orphans\"} 0",
         "torrentdrive_webdav_request_seconds_count 3",
+        "torrentdrive_signin_failures_total 1",
     ] {
         assert!(
             text.lines().any(|l| l == line),

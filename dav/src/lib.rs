@@ -12,7 +12,9 @@ mod props;
 
 use std::collections::HashMap;
 use std::error::Error as StdError;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use base64::Engine;
@@ -27,11 +29,29 @@ use torrentdrive_fs::Drive;
 
 pub use crate::fs::{DavUser, DriveFs};
 
+/// Why a sign-in was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Denied {
+    /// A wrong password and an unknown user alike.
+    Credentials,
+    /// Too many failed sign-ins from the client's address: try again later.
+    TooManyAttempts { retry_after: Duration },
+}
+
+/// The client's address, put into the request's extensions by the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub IpAddr);
+
 /// Checks a user name and password and hands out that user's drive.
 #[async_trait]
 pub trait Authenticator: Send + Sync + 'static {
-    /// `None` for a wrong password and an unknown user alike.
-    async fn authenticate(&self, user: &str, password: &str) -> Option<Arc<dyn Drive>>;
+    /// `client` is the address the request came from, when the server knows it.
+    async fn authenticate(
+        &self,
+        user: &str,
+        password: &str,
+        client: Option<IpAddr>,
+    ) -> Result<Arc<dyn Drive>, Denied>;
 }
 
 /// The WebDAV front end.
@@ -105,9 +125,17 @@ impl WebDav {
         let Some((user, password)) = basic_credentials(&req) else {
             return unauthorized();
         };
-        let Some(drive) = self.auth.authenticate(&user, &password).await else {
-            tracing::info!(user = %user, "WebDAV sign-in refused");
-            return unauthorized();
+        let client = req.extensions().get::<ClientAddr>().map(|c| c.0);
+        let drive = match self.auth.authenticate(&user, &password, client).await {
+            Ok(drive) => drive,
+            Err(Denied::Credentials) => {
+                tracing::info!(user = %user, client = ?client, "WebDAV sign-in refused");
+                return unauthorized();
+            }
+            Err(Denied::TooManyAttempts { retry_after }) => {
+                tracing::info!(user = %user, client = ?client, "WebDAV sign-in refused: too many failures from this address");
+                return too_many_attempts(retry_after);
+            }
         };
         let handler = self.handler_for(&user);
         let creds = DavUser::new(user.clone(), drive);
@@ -194,6 +222,17 @@ fn basic_credentials<B>(req: &Request<B>) -> Option<(String, String)> {
     let text = String::from_utf8(decoded).ok()?;
     let (user, password) = text.split_once(':')?;
     Some((user.to_owned(), password.to_owned()))
+}
+
+fn too_many_attempts(retry_after: Duration) -> Response<Body> {
+    let mut res = Response::new(Body::from(
+        "too many failed sign-ins from this address; try again later\n",
+    ));
+    *res.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+    if let Ok(v) = http::HeaderValue::from_str(&retry_after.as_secs().max(1).to_string()) {
+        res.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    res
 }
 
 fn unauthorized() -> Response<Body> {
