@@ -60,6 +60,22 @@ enum Command {
             requires = "mount"
         )]
         mount_user: Option<String>,
+        /// Serve HTTPS with this certificate chain (PEM); needs --tls-key.
+        #[arg(
+            long,
+            env = "TORRENTDRIVE_TLS_CERT",
+            value_name = "FILE",
+            requires = "tls_key"
+        )]
+        tls_cert: Option<PathBuf>,
+        /// The certificate's private key (PEM).
+        #[arg(
+            long,
+            env = "TORRENTDRIVE_TLS_KEY",
+            value_name = "FILE",
+            requires = "tls_cert"
+        )]
+        tls_key: Option<PathBuf>,
         #[command(flatten)]
         fuse: FuseArgs,
         #[command(flatten)]
@@ -219,6 +235,7 @@ impl EngineArgs {
 fn daemon(
     data: &Path,
     listen: Option<SocketAddr>,
+    tls: Option<(PathBuf, PathBuf)>,
     engine: EngineOptions,
     mount: Option<MountSpec>,
     upkeep: UpkeepArgs,
@@ -237,6 +254,7 @@ fn daemon(
             janitor: upkeep.janitor(),
             min_free: upkeep.min_free,
             metrics_listen: upkeep.metrics_listen.0,
+            tls,
         },
     ))
 }
@@ -533,13 +551,16 @@ pub fn main() -> anyhow::Result<()> {
             listen,
             mount,
             mount_user,
+            tls_cert,
+            tls_key,
             fuse,
             engine,
             upkeep,
         } => {
             let engine = engine.options()?;
             let mount = mount.map(|dir| fuse.spec(dir, mount_user, &engine));
-            daemon(&cli.data, Some(listen), engine, mount, upkeep)
+            let tls = tls_cert.zip(tls_key);
+            daemon(&cli.data, Some(listen), tls, engine, mount, upkeep)
         }
         Command::Mount {
             dir,
@@ -550,7 +571,7 @@ pub fn main() -> anyhow::Result<()> {
         } => {
             let engine = engine.options()?;
             let mount = fuse.spec(dir, user, &engine);
-            daemon(&cli.data, None, engine, Some(mount), upkeep)
+            daemon(&cli.data, None, None, engine, Some(mount), upkeep)
         }
         Command::Janitor(JanitorCommand::Run { job, dry_run }) => {
             janitor(&cli.data, Job::parse(&job)?, dry_run, None)

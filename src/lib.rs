@@ -18,5 +18,6 @@ pub mod signin;
 pub mod size;
 mod staging;
 pub mod store;
+pub mod tls;
 pub mod torrents;
 pub mod users;

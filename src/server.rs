@@ -33,6 +33,8 @@ use crate::torrents::Torrents;
 use crate::users::Users;
 
 pub const ADMIN_PASSWORD_FILE: &str = "admin-password";
+/// How long a client may take to complete a TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a stop waits for requests in flight.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -46,6 +48,8 @@ pub struct ServeOptions {
     pub min_free: MinFree,
     /// Where `/metrics` and `/healthz` listen; `None` for nowhere.
     pub metrics_listen: Option<SocketAddr>,
+    /// HTTPS: certificate chain and private key files (PEM).
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 /// A FUSE mount of the drives.
@@ -243,6 +247,11 @@ async fn shutdown_signal() {
 }
 
 pub async fn serve(service: Service, opts: ServeOptions) -> anyhow::Result<()> {
+    // Checked first: a bad certificate stops the start before anything else runs.
+    let tls = match &opts.tls {
+        Some((cert, key)) => Some(crate::tls::acceptor(cert, key)?),
+        None => None,
+    };
     let data = service.data.clone();
     let users = service.users.clone();
     if let Some(password) = tokio::task::block_in_place(|| users.ensure_admin())? {
@@ -333,7 +342,8 @@ pub async fn serve(service: Service, opts: ServeOptions) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("listening on {listen}"))?;
             let addr = listener.local_addr()?;
-            tracing::info!(%addr, data = %data.display(), "serving WebDAV at http://{addr}/dav/");
+            let scheme = if opts.tls.is_some() { "https" } else { "http" };
+            tracing::info!(%addr, data = %data.display(), "serving WebDAV at {scheme}://{addr}/dav/");
             Some(listener)
         }
         None => None,
@@ -363,13 +373,32 @@ pub async fn serve(service: Service, opts: ServeOptions) -> anyhow::Result<()> {
                 let service = hyper::service::service_fn(move |req| {
                     route(webdav.clone(), metrics.clone(), peer, req)
                 });
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                let conn = graceful.watch(conn.into_owned());
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "connection ended");
+                match &tls {
+                    None => {
+                        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                        let conn = graceful.watch(conn.into_owned());
+                        tokio::spawn(async move {
+                            if let Err(e) = conn.await {
+                                tracing::debug!(error = %e, "connection ended");
+                            }
+                        });
                     }
-                });
+                    Some(acceptor) => {
+                        let (acceptor, builder, watcher) = (acceptor.clone(), builder.clone(), graceful.watcher());
+                        tokio::spawn(async move {
+                            // A client that never finishes its handshake holds nothing for long.
+                            let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                                Ok(Ok(s)) => s,
+                                Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                                Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+                            };
+                            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                            if let Err(e) = watcher.watch(conn.into_owned()).await {
+                                tracing::debug!(error = %e, "connection ended");
+                            }
+                        });
+                    }
+                }
             }
             _ = &mut stop => break,
         }
