@@ -240,7 +240,7 @@ fn daemon(
     mount: Option<MountSpec>,
     upkeep: UpkeepArgs,
 ) -> anyhow::Result<()> {
-    init_logging();
+    init_logging(upkeep.log_format);
     let service = Service::open(data)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -312,6 +312,14 @@ struct UpkeepArgs {
     /// Age under which unreferenced data is left alone by the janitor.
     #[arg(long, env = "TORRENTDRIVE_ORPHAN_GRACE", default_value = "1h", value_parser = parse_duration)]
     orphan_grace: std::time::Duration,
+    /// Log lines for people (`human`) or one JSON object a line (`json`).
+    #[arg(
+        long,
+        env = "TORRENTDRIVE_LOG_FORMAT",
+        value_enum,
+        default_value = "human"
+    )]
+    log_format: LogFormat,
     /// Where /metrics (Prometheus) and /healthz listen (`off`: nowhere).
     #[arg(long, env = "TORRENTDRIVE_METRICS_LISTEN", default_value = "127.0.0.1:9134", value_parser = parse_listen)]
     metrics_listen: Listen,
@@ -531,13 +539,24 @@ fn add(data_dir: &Path, user: String, source: &str) -> anyhow::Result<()> {
     }
 }
 
-fn init_logging() {
+fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => logs.init(),
+        // One JSON object a line, fields (user, transfer, path...) as keys.
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
+}
+
+/// How the daemon writes its log (to standard error).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
 }
 
 pub fn main() -> anyhow::Result<()> {
