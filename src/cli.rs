@@ -490,18 +490,21 @@ fn run_user(data: &Path, cmd: UserCommand) -> anyhow::Result<()> {
         Reply::Done => Ok(()),
         Reply::Users { users } => {
             println!(
-                "{:<24} {:>12} {:>12} {:>8}",
-                "USER", "USED", "QUOTA", "FILES"
+                "{:<24} {:>12} {:>12} {:>8} {:>12} {:>12}",
+                "USER", "USED", "QUOTA", "FILES", "SERVED", "DOWNLOADED"
             );
             for u in users {
                 println!(
-                    "{:<24} {:>12} {:>12} {:>8}",
+                    "{:<24} {:>12} {:>12} {:>8} {:>12} {:>12}",
                     u.name,
                     format_size(u.used),
                     u.quota.map_or("none".to_owned(), format_size),
-                    u.files
+                    u.files,
+                    format_size(u.served_month),
+                    format_size(u.downloaded_month)
                 );
             }
+            println!("(SERVED and DOWNLOADED: this calendar month, UTC)");
             Ok(())
         }
         Reply::Error { message } => bail!(message),

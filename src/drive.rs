@@ -46,6 +46,8 @@ pub struct Storage {
     free: Mutex<Option<(Instant, u64)>>,
     /// Bytes of the disk kept free: writes that would eat into them fail with NoSpace.
     reserve: AtomicU64,
+    /// Bytes served and downloaded per user, not yet in the store.
+    pub traffic: crate::traffic::Traffic,
     torrents: OnceLock<Arc<Torrents>>,
 }
 
@@ -127,6 +129,7 @@ impl Storage {
             next_handle: AtomicU64::new(1),
             free: Mutex::new(None),
             reserve: AtomicU64::new(0),
+            traffic: Default::default(),
             torrents: OnceLock::new(),
         })
     }
@@ -523,6 +526,41 @@ impl UserDrive {
         Ok(attr_of(id, &rec))
     }
 
+    /// A read, not counted as traffic.
+    async fn read_content(&self, fh: FileHandle, offset: u64, len: u32) -> FsResult<Bytes> {
+        let handle = self.handle(fh)?;
+        let mut h = handle.lock().await;
+        let size = h.visible_len();
+        let n = (len as u64).min(size.saturating_sub(offset)) as usize;
+        if n == 0 {
+            return Ok(Bytes::new());
+        }
+        let h = &mut *h;
+        match (&mut h.staging, &mut h.base) {
+            (Some(staging), _) => staging.read(offset, n).await,
+            (None, Base::Inline(b)) => {
+                // Clamped: never panic on a record that disagrees with its content.
+                let start = (offset as usize).min(b.len());
+                Ok(b.slice(start..(start + n).min(b.len())))
+            }
+            (None, Base::Blob(r)) => read_at(r.clone(), offset, n).await,
+            (None, Base::Torrent { hash, file, stream }) => {
+                let torrents = self
+                    .storage
+                    .torrents()
+                    .ok_or_else(|| FsError::Io("the torrent engine is not running".into()))?;
+                let engine = torrents.engine();
+                if stream.is_none() {
+                    *stream = Some(engine.open(hash, *file).await?);
+                }
+                match stream {
+                    Some(s) => engine.read(s, offset, n).await,
+                    None => Err(FsError::BadHandle),
+                }
+            }
+        }
+    }
+
     fn read_attr(&self, id: u64) -> FsResult<Attr> {
         if self.is_status(id) {
             return Ok(self.status_file().0);
@@ -764,37 +802,9 @@ impl Drive for UserDrive {
     }
 
     async fn read(&self, fh: FileHandle, offset: u64, len: u32) -> FsResult<Bytes> {
-        let handle = self.handle(fh)?;
-        let mut h = handle.lock().await;
-        let size = h.visible_len();
-        let n = (len as u64).min(size.saturating_sub(offset)) as usize;
-        if n == 0 {
-            return Ok(Bytes::new());
-        }
-        let h = &mut *h;
-        match (&mut h.staging, &mut h.base) {
-            (Some(staging), _) => staging.read(offset, n).await,
-            (None, Base::Inline(b)) => {
-                // Clamped: never panic on a record that disagrees with its content.
-                let start = (offset as usize).min(b.len());
-                Ok(b.slice(start..(start + n).min(b.len())))
-            }
-            (None, Base::Blob(r)) => read_at(r.clone(), offset, n).await,
-            (None, Base::Torrent { hash, file, stream }) => {
-                let torrents = self
-                    .storage
-                    .torrents()
-                    .ok_or_else(|| FsError::Io("the torrent engine is not running".into()))?;
-                let engine = torrents.engine();
-                if stream.is_none() {
-                    *stream = Some(engine.open(hash, *file).await?);
-                }
-                match stream {
-                    Some(s) => engine.read(s, offset, n).await,
-                    None => Err(FsError::BadHandle),
-                }
-            }
-        }
+        let data = self.read_content(fh, offset, len).await?;
+        self.storage.traffic.served(self.user, data.len() as u64);
+        Ok(data)
     }
 
     async fn write(&self, fh: FileHandle, offset: u64, data: &[u8]) -> FsResult<u32> {

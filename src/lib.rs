@@ -20,4 +20,5 @@ mod staging;
 pub mod store;
 pub mod tls;
 pub mod torrents;
+pub mod traffic;
 pub mod users;

@@ -219,8 +219,50 @@ impl Sources {
         let _ = writeln!(out, "torrentdrive_torrent_data_bytes {torrents}");
 
         family(&mut out, "torrentdrive_users", "gauge", "Users.");
-        let users = self.users.all().map(|u| u.len()).unwrap_or(0);
-        let _ = writeln!(out, "torrentdrive_users {users}");
+        let users = self.users.list().unwrap_or_default();
+        let _ = writeln!(out, "torrentdrive_users {}", users.len());
+        family(
+            &mut out,
+            "torrentdrive_user_served_bytes",
+            "gauge",
+            "Bytes read from each user's drive this calendar month (UTC; added every 10 s).",
+        );
+        for u in &users {
+            let _ = writeln!(
+                out,
+                "torrentdrive_user_served_bytes{{user=\"{}\"}} {}",
+                label(&u.name),
+                u.served_month
+            );
+        }
+        family(
+            &mut out,
+            "torrentdrive_user_downloaded_bytes",
+            "gauge",
+            "Bytes of each user's torrents downloaded this calendar month (UTC).",
+        );
+        for u in &users {
+            let _ = writeln!(
+                out,
+                "torrentdrive_user_downloaded_bytes{{user=\"{}\"}} {}",
+                label(&u.name),
+                u.downloaded_month
+            );
+        }
+        family(
+            &mut out,
+            "torrentdrive_user_used_bytes",
+            "gauge",
+            "Bytes each user's files take.",
+        );
+        for u in &users {
+            let _ = writeln!(
+                out,
+                "torrentdrive_user_used_bytes{{user=\"{}\"}} {}",
+                label(&u.name),
+                u.used
+            );
+        }
 
         family(
             &mut out,

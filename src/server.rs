@@ -33,6 +33,8 @@ use crate::torrents::Torrents;
 use crate::users::Users;
 
 pub const ADMIN_PASSWORD_FILE: &str = "admin-password";
+/// How often counted traffic is added to the store.
+const TRAFFIC_FLUSH: Duration = Duration::from_secs(10);
 /// How long a client may take to complete a TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a stop waits for requests in flight.
@@ -296,6 +298,23 @@ pub async fn serve(service: Service, opts: ServeOptions) -> anyhow::Result<()> {
     ));
     let janitor = Arc::new(Janitor::new(storage.clone(), data.clone(), opts.janitor));
     let janitor_task = janitor.clone().spawn();
+    let traffic_task = {
+        let (storage, torrents) = (storage.clone(), torrents.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(TRAFFIC_FLUSH);
+            loop {
+                tick.tick().await;
+                let (storage, torrents) = (storage.clone(), torrents.clone());
+                let flushed = tokio::task::spawn_blocking(move || {
+                    storage.traffic.flush(storage.store(), Some(&torrents))
+                })
+                .await;
+                if let Ok(Err(e)) = flushed {
+                    tracing::warn!(error = %e, "recording traffic");
+                }
+            }
+        })
+    };
     let forget = webdav.clone();
     let api = Arc::new(Api::new(
         users.clone(),
@@ -424,6 +443,15 @@ pub async fn serve(service: Service, opts: ServeOptions) -> anyhow::Result<()> {
     }
     scheduler.abort();
     janitor_task.abort();
+    traffic_task.abort();
+    let last = storage.clone();
+    let torrents_now = torrents.clone();
+    if let Ok(Err(e)) =
+        tokio::task::spawn_blocking(move || last.traffic.flush(last.store(), Some(&torrents_now)))
+            .await
+    {
+        tracing::warn!(error = %e, "recording traffic");
+    }
     torrents.stop().await;
     tracing::info!("stopped");
     Ok(())

@@ -34,6 +34,8 @@ const INLINE: TableDefinition<u64, &[u8]> = TableDefinition::new("inline");
 const BLOB_REFS: TableDefinition<u128, u64> = TableDefinition::new("blob_refs");
 /// name → next value
 const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
+/// (user id, calendar month "YYYY-MM" in UTC) → (bytes served, bytes downloaded).
+const TRAFFIC: TableDefinition<(u64, &str), (u64, u64)> = TableDefinition::new("traffic");
 
 /// Bumped when a record's encoding changes incompatibly.
 const RECORD_VERSION: u8 = 1;
@@ -223,6 +225,7 @@ pub struct ReadTx {
     inline: Cached<u64, &'static [u8]>,
     torrents: Cached<&'static [u8], &'static [u8]>,
     transfers: Cached<(u64, &'static [u8]), &'static [u8]>,
+    traffic: Cached<(u64, &'static str), (u64, u64)>,
 }
 /// A write transaction: nothing is visible until the closure passed to `Store::write`
 /// returns `Ok`, and then all of it is, durably. It records which entries and nodes it
@@ -386,6 +389,13 @@ macro_rules! read_methods {
             let v = t.get(blob)?;
             Ok(v.map(|v| v.value()).unwrap_or(0))
         }
+
+        /// (bytes served, bytes downloaded) of a user in a month ("YYYY-MM").
+        pub fn traffic(&self, user: u64, month: &str) -> StoreResult<(u64, u64)> {
+            let t = self.traffic_t()?;
+            let v = t.get((user, month))?;
+            Ok(v.map(|v| v.value()).unwrap_or((0, 0)))
+        }
     };
 }
 
@@ -425,6 +435,7 @@ cached_tables! {
     inline / inline_t: INLINE => u64, &'static [u8];
     torrents / torrents_t: TORRENTS => &'static [u8], &'static [u8];
     transfers / transfers_t: TRANSFERS => (u64, &'static [u8]), &'static [u8];
+    traffic / traffic_t: TRAFFIC => (u64, &'static str), (u64, u64);
 }
 
 impl ReadTx {
@@ -566,6 +577,29 @@ impl WriteTx {
         Ok(())
     }
 
+    /// Adds to a user's traffic of a month.
+    pub fn add_traffic(
+        &self,
+        user: u64,
+        month: &str,
+        served: u64,
+        downloaded: u64,
+    ) -> StoreResult<()> {
+        let (s, d) = self.traffic(user, month)?;
+        self.0.open_table(TRAFFIC)?.insert(
+            (user, month),
+            (s.saturating_add(served), d.saturating_add(downloaded)),
+        )?;
+        Ok(())
+    }
+
+    /// Forgets all of a user's traffic (the user is removed).
+    pub fn remove_traffic(&self, user: u64) -> StoreResult<()> {
+        let mut t = self.0.open_table(TRAFFIC)?;
+        t.retain_in((user, "")..(user.saturating_add(1), ""), |_, _| false)?;
+        Ok(())
+    }
+
     /// The next value of a counter (ids are never reused).
     pub fn next_id(&self, counter: &str) -> StoreResult<u64> {
         let mut t = self.0.open_table(COUNTERS)?;
@@ -655,6 +689,7 @@ impl Store {
             tx.0.open_table(TORRENTS)?;
             tx.0.open_table(TRANSFERS)?;
             tx.0.open_table(COUNTERS)?;
+            tx.0.open_table(TRAFFIC)?;
             Ok::<_, StoreError>(())
         })?;
         Ok(store)

@@ -43,6 +43,12 @@ pub struct UserInfo {
     pub quota: Option<u64>,
     pub used: u64,
     pub files: u64,
+    /// Bytes read from the user's drive this calendar month (UTC).
+    #[serde(default)]
+    pub served_month: u64,
+    /// Bytes of the user's torrents downloaded this calendar month (UTC).
+    #[serde(default)]
+    pub downloaded_month: u64,
 }
 
 pub struct Users {
@@ -161,15 +167,19 @@ impl Users {
     }
 
     pub fn list(&self) -> UserResult<Vec<UserInfo>> {
+        let month = crate::traffic::month_of(std::time::SystemTime::now());
         Ok(self.storage.store().read(|tx| -> Result<_, StoreError> {
             let mut out = Vec::new();
             for u in tx.users()? {
                 let (used, nodes) = tx.usage(u.id)?;
+                let (served_month, downloaded_month) = tx.traffic(u.id, &month)?;
                 out.push(UserInfo {
                     name: u.name,
                     quota: u.quota,
                     used,
                     files: nodes,
+                    served_month,
+                    downloaded_month,
                 });
             }
             Ok(out)
@@ -209,6 +219,7 @@ impl Users {
                 .ok_or_else(|| UserError::NotFound(name.to_owned()))?;
             let dead = remove_tree(tx, rec.root)?;
             tx.remove_usage(rec.id)?;
+            tx.remove_traffic(rec.id)?;
             tx.remove_user(name)?;
             Ok::<_, UserError>(dead)
         })?;

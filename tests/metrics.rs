@@ -71,3 +71,44 @@ fn metrics_count_requests_and_health_is_reported() {
     );
     assert_eq!(curl(&[&format!("http://{addr}/other")]).0, 404);
 }
+
+#[test]
+fn bytes_served_are_counted_per_user_and_month() {
+    if !have("curl") {
+        return;
+    }
+    let mut server = Server::start();
+    server.add_user("reader", "reader-password", None);
+    server.add_user("idle", "idle-password", None);
+    let u = creds("reader", "reader-password");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("f");
+    std::fs::write(&file, vec![5u8; 300_000]).expect("write");
+    let put = curl(&[
+        "-u",
+        &u,
+        "-T",
+        file.to_str().expect("path"),
+        &server.url("/f.bin"),
+    ]);
+    assert_eq!(put.0, 201);
+    for _ in 0..2 {
+        let (code, body) = curl(&["-u", &u, &server.url("/f.bin")]);
+        assert_eq!((code, body.len()), (200, 300_000));
+    }
+    // A stop writes what was counted.
+    assert!(server.stop(libc::SIGTERM).success());
+    let out = server.cli(&["user", "list"], None);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let row = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .map(|l| l.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
+    // USER USED(2 words) QUOTA FILES SERVED(2) DOWNLOADED(2), sizes as in "585.9 KiB".
+    let reader = row("reader");
+    assert_eq!(reader[5..7].join(" "), "585.9 KiB", "{text}");
+    assert_eq!(reader[7..9].join(" "), "0 B", "{text}");
+    assert_eq!(row("idle")[5..7].join(" "), "0 B", "{text}");
+}

@@ -733,6 +733,19 @@ async fn a_completed_torrent_needs_no_peers_after_a_restart() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(server.stop(libc::SIGTERM).success());
+    // What was downloaded counts in the user's traffic of the month.
+    let list = server.cli(&["user", "list"], None);
+    let list = String::from_utf8_lossy(&list.stdout);
+    let row: Vec<&str> = list
+        .lines()
+        .find(|l| l.starts_with("c "))
+        .map(|l| l.split_whitespace().collect())
+        .unwrap_or_default();
+    assert_eq!(
+        row.get(7..9).map(|w| w.join(" ")),
+        Some("2.0 MiB".into()),
+        "{list}"
+    );
     drop(seeder);
     drop(tracker);
     let started = Instant::now();
