@@ -332,7 +332,7 @@ fn upkeep_jobs_run_through_the_daemon_and_the_disk_reserve_refuses_uploads() {
 fn json_logs_are_one_object_a_line() {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
-    let mut child = std::process::Command::new(BIN)
+    let child = std::process::Command::new(BIN)
         .arg("--data")
         .arg(dir.path().join("data"))
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
