@@ -40,6 +40,10 @@ pub enum Request {
         /// The file's bytes, base64.
         data: String,
     },
+    /// Backs the data dir up into `dest` (a path on the daemon's machine).
+    Backup {
+        dest: std::path::PathBuf,
+    },
     /// Runs a janitor job now.
     Janitor {
         job: Job,
@@ -57,6 +61,7 @@ pub enum Reply {
     Transfers { transfers: Vec<TransferInfo> },
     Added { name: String },
     Report { actions: Vec<String> },
+    BackedUp { report: crate::backup::BackupReport },
     Error { message: String },
 }
 
@@ -78,6 +83,7 @@ pub type RemovedHook = Box<dyn Fn(&str) + Send + Sync>;
 
 pub struct Api {
     users: Arc<Users>,
+    data: std::path::PathBuf,
     janitor: Arc<Janitor>,
     on_removed: Option<RemovedHook>,
 }
@@ -107,9 +113,15 @@ impl Api {
         Ok(Reply::Transfers { transfers })
     }
 
-    pub fn new(users: Arc<Users>, janitor: Arc<Janitor>, on_removed: Option<RemovedHook>) -> Api {
+    pub fn new(
+        users: Arc<Users>,
+        data: std::path::PathBuf,
+        janitor: Arc<Janitor>,
+        on_removed: Option<RemovedHook>,
+    ) -> Api {
         Api {
             users,
+            data,
             janitor,
             on_removed,
         }
@@ -139,6 +151,14 @@ impl Api {
             }
             Request::Transfers { user } => self.transfers(user.as_deref()),
             Request::Add { user, name, data } => self.add(&user, &name, &data),
+            Request::Backup { dest } => {
+                return match crate::backup::backup(self.users.storage(), &self.data, &dest) {
+                    Ok(report) => Reply::BackedUp { report },
+                    Err(e) => Reply::Error {
+                        message: format!("backup: {e}"),
+                    },
+                };
+            }
             Request::Janitor {
                 job,
                 dry_run,

@@ -97,6 +97,13 @@ enum Command {
         #[command(flatten)]
         upkeep: UpkeepArgs,
     },
+    /// Back up the data dir into DEST while the daemon runs (or not): a consistent copy of
+    /// the metadata, the files' contents and the engine's state; torrent data is left out.
+    /// Run it again into the same DEST to update it.
+    Backup {
+        /// A folder outside the data dir, on the daemon's machine.
+        dest: PathBuf,
+    },
     /// Run one of the daemon's upkeep jobs now (through the daemon if it runs).
     #[command(subcommand)]
     Janitor(JanitorCommand),
@@ -437,7 +444,7 @@ fn call(data: &Path, req: Request) -> anyhow::Result<Reply> {
         service.data.clone(),
         JanitorOptions::default(),
     ));
-    Ok(Api::new(service.users.clone(), janitor, None).call(req))
+    Ok(Api::new(service.users.clone(), service.data.clone(), janitor, None).call(req))
 }
 
 fn janitor(data: &Path, job: Job, dry_run: bool, grace: Option<u64>) -> anyhow::Result<()> {
@@ -597,6 +604,25 @@ pub fn main() -> anyhow::Result<()> {
         }
         Command::Janitor(JanitorCommand::Run { job, dry_run }) => {
             janitor(&cli.data, Job::parse(&job)?, dry_run, None)
+        }
+        Command::Backup { dest } => {
+            // The daemon resolves the path: make it absolute here.
+            let dest = std::path::absolute(&dest).with_context(|| format!("{}", dest.display()))?;
+            match call(&cli.data, Request::Backup { dest: dest.clone() })? {
+                Reply::BackedUp { report } => {
+                    println!(
+                        "backed up into {}: {} blobs copied ({}), {} already there, {} removed",
+                        dest.display(),
+                        report.blobs_copied,
+                        format_size(report.bytes_copied),
+                        report.blobs_kept,
+                        report.blobs_removed
+                    );
+                    Ok(())
+                }
+                Reply::Error { message } => bail!(message),
+                other => bail!("unexpected reply from the daemon: {other:?}"),
+            }
         }
         Command::Gc { dry_run, grace } => {
             janitor(&cli.data, Job::Orphans, dry_run, Some(grace.as_secs()))

@@ -48,6 +48,9 @@ pub struct Storage {
     reserve: AtomicU64,
     /// Bytes served and downloaded per user, not yet in the store.
     pub traffic: crate::traffic::Traffic,
+    /// While backups run (the count), blobs nothing references any more are kept here
+    /// instead of deleted: the backup's snapshot may still reference them.
+    held: Mutex<(usize, Vec<BlobId>)>,
     torrents: OnceLock<Arc<Torrents>>,
 }
 
@@ -130,6 +133,7 @@ impl Storage {
             free: Mutex::new(None),
             reserve: AtomicU64::new(0),
             traffic: Default::default(),
+            held: Mutex::new((0, Vec::new())),
             torrents: OnceLock::new(),
         })
     }
@@ -221,9 +225,13 @@ impl Storage {
         for d in dead {
             match d {
                 Dead::Blob(id) => {
-                    if let Err(e) = self.blobs.remove(id) {
-                        tracing::warn!(blob = %format!("{id:032x}"), error = %e, "removing blob");
+                    let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+                    if held.0 > 0 {
+                        held.1.push(id);
+                        continue;
                     }
+                    drop(held);
+                    self.remove_blob(id);
                 }
                 Dead::Torrent(hash) => {
                     match (self.torrents.get(), tokio::runtime::Handle::try_current()) {
@@ -237,6 +245,38 @@ impl Storage {
                     }
                 }
             }
+        }
+    }
+
+    fn remove_blob(&self, id: BlobId) {
+        if let Err(e) = self.blobs.remove(id) {
+            tracing::warn!(blob = %format!("{id:032x}"), error = %e, "removing blob");
+        }
+    }
+
+    /// Keeps unreferenced blobs on disk until `release_blobs`: a backup is copying them.
+    pub fn hold_blobs(&self) {
+        self.held.lock().unwrap_or_else(|e| e.into_inner()).0 += 1;
+    }
+
+    /// Whether a backup holds unreferenced blobs now.
+    pub fn blobs_held(&self) -> bool {
+        self.held.lock().unwrap_or_else(|e| e.into_inner()).0 > 0
+    }
+
+    /// Ends a `hold_blobs`; the last one deletes what was held.
+    pub fn release_blobs(&self) {
+        let freed = {
+            let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+            held.0 = held.0.saturating_sub(1);
+            if held.0 == 0 {
+                std::mem::take(&mut held.1)
+            } else {
+                Vec::new()
+            }
+        };
+        for id in freed {
+            self.remove_blob(id);
         }
     }
 

@@ -5,6 +5,7 @@
 //! (management), [`server`] (HTTP front ends) and [`cli`].
 
 pub mod api;
+pub mod backup;
 pub mod blob;
 pub mod cli;
 pub mod config;

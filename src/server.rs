@@ -318,6 +318,7 @@ pub async fn serve(service: Service, opts: ServeOptions) -> anyhow::Result<()> {
     let forget = webdav.clone();
     let api = Arc::new(Api::new(
         users.clone(),
+        data.clone(),
         janitor.clone(),
         Some(Box::new(move |name| forget.forget_user(name))),
     ));

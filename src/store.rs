@@ -695,6 +695,38 @@ impl Store {
         Ok(store)
     }
 
+    /// Writes a consistent copy of the whole database, as of one read transaction, to a new
+    /// database at `path` (which must not exist), durably. Returns the ids of the blobs that
+    /// copy references. Writers go on meanwhile.
+    pub fn snapshot_to(&self, path: &Path) -> StoreResult<Vec<u128>> {
+        let src = self.db.begin_read()?;
+        let copy = Database::create(path)?;
+        let dst = copy.begin_write()?;
+        macro_rules! copy_tables {
+            ($($def:ident),*) => {$({
+                let from = src.open_table($def)?;
+                let mut to = dst.open_table($def)?;
+                for entry in from.iter()? {
+                    let (k, v) = entry?;
+                    to.insert(k.value(), v.value())?;
+                }
+            })*};
+        }
+        copy_tables!(
+            NODES, CHILDREN, XATTRS, USERS, USAGE, BLOB_REFS, INLINE, TORRENTS, TRANSFERS,
+            COUNTERS, TRAFFIC
+        );
+        dst.commit()?;
+        let mut blobs = Vec::new();
+        for entry in src.open_table(BLOB_REFS)?.iter()? {
+            let (id, refs) = entry?;
+            if refs.value() > 0 {
+                blobs.push(id.value());
+            }
+        }
+        Ok(blobs)
+    }
+
     /// Every change committed from now on, with the id of the user whose tree it is in.
     pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<OwnedChange> {
         self.changes.subscribe()

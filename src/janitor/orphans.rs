@@ -113,14 +113,17 @@ pub(super) fn run(
     dry_run: bool,
 ) -> Result<Report, JanitorError> {
     let mut report = Report::default();
-    let candidates = orphan_blobs(storage, data)?
-        .into_iter()
-        .map(|p| ("blob", p))
-        .chain(
-            orphan_torrents(storage, data)?
-                .into_iter()
-                .map(|p| ("torrent data", p)),
-        );
+    // A backup in progress may still copy blobs its snapshot references.
+    let blobs = if storage.blobs_held() {
+        Vec::new()
+    } else {
+        orphan_blobs(storage, data)?
+    };
+    let candidates = blobs.into_iter().map(|p| ("blob", p)).chain(
+        orphan_torrents(storage, data)?
+            .into_iter()
+            .map(|p| ("torrent data", p)),
+    );
     for (what, path) in candidates {
         if !old_enough(&path, grace)? {
             continue;
