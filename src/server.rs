@@ -273,6 +273,7 @@ pub async fn serve(service: Service, opts: ServeOptions) -> anyhow::Result<()> {
         "uploads are refused when the disk's free space would drop below this"
     );
     let torrents = Torrents::start(&data, storage.store().clone(), &opts.engine).await?;
+    torrents.engine().set_reserve(reserve);
     if let Some(addr) = torrents.engine().listen_addr() {
         tracing::info!(%addr, "torrent engine listening");
     }

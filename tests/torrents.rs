@@ -804,3 +804,113 @@ async fn an_http_link_to_a_torrent_downloads() {
     ));
     drop(seeder);
 }
+
+/// A nearly full disk pauses downloads, and they go on once space is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_nearly_full_disk_pauses_downloads_until_space_is_back() {
+    if !have("curl") {
+        return;
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("this test mounts a small tmpfs and needs root under CI");
+        }
+        eprintln!("skipping: mounting a tmpfs needs root");
+        return;
+    }
+    let work = tempfile::tempdir().expect("tempdir");
+    let mnt = work.path().join("small");
+    std::fs::create_dir(&mnt).expect("mkdir");
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=48m", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .expect("mount");
+    assert!(mounted.success(), "mounting a tmpfs failed");
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .status();
+        }
+    }
+    let _unmount = Unmount(mnt.clone());
+
+    let tracker = swarm::Tracker::start().await;
+    const LEN: usize = 16 << 20;
+    let swarm::OneFile {
+        dir,
+        torrent,
+        original,
+    } = swarm::one_file(work.path(), "big.bin", LEN, &tracker.url, 256 << 10).await;
+    let _seeder = swarm::seed(work.path(), &torrent, &dir, Some(4 << 20)).await;
+    let server = Server::start_in_with(&mnt.join("data"), &["--min-free", "24M"]);
+    server.add_user("d", "disk-password", None);
+    let u = creds("d", "disk-password");
+    // 20 MiB of other files: about 26 MiB stay free, 2 above the reserve.
+    assert_eq!(
+        put_bytes(&u, &server.url("/filler"), &vec![1u8; 20 << 20]),
+        201
+    );
+    assert_eq!(
+        put_bytes(&u, &server.url("/Add/big.torrent"), &torrent),
+        201
+    );
+    let state = || {
+        states(&u, &server)
+            .into_iter()
+            .find(|(name, _)| name.starts_with("big"))
+            .map(|(_, s)| s)
+            .unwrap_or_default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while state() != "queued" {
+        assert!(Instant::now() < deadline, "never paused: {}", state());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (_, status) = curl_blocking(&["-u", &u, &server.url("/Add/status.txt")]);
+    let status = String::from_utf8_lossy(&status);
+    assert!(status.contains("disk is nearly full"), "{status}");
+    // Paused means paused: a read does not start it again.
+    let free = |p: &std::path::Path| {
+        let out = std::process::Command::new("df")
+            .args(["-B1", "--output=avail"])
+            .arg(p)
+            .output()
+            .expect("df");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .nth(1)
+            .and_then(|l| l.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let before = free(&mnt);
+    let range = format!("{}-{}", LEN - 100, LEN - 1);
+    let file_url = server.url("/Downloads/big.bin");
+    let _ = curl_blocking(&["-u", &u, "--max-time", "1", "-r", &range, &file_url]);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        free(&mnt) + (1 << 20) >= before,
+        "still downloading while paused"
+    );
+    assert_eq!(state(), "queued");
+
+    // Space back: the download resumes and completes.
+    let (code, _) = curl_blocking(&["-u", &u, "-X", "DELETE", &server.url("/filler")]);
+    assert_eq!(code, 204);
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let s = state();
+        if s == "seeding" || s == "completed" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "did not resume: {s}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (code, body) = curl_blocking(&["-u", &u, &server.url("/Downloads/big.bin")]);
+    assert_eq!(code, 200);
+    assert!(body == original, "downloaded bytes differ");
+}

@@ -92,6 +92,9 @@ pub struct Engine {
     max_active: usize,
     /// Reads waiting in `read` now (most of them for pieces).
     waiting: Arc<std::sync::atomic::AtomicU64>,
+    /// Bytes of the disk downloads must leave free, and whether they are paused for it.
+    reserve: std::sync::atomic::AtomicU64,
+    space_low: std::sync::atomic::AtomicBool,
 }
 
 /// Counts a read as waiting for as long as it lives.
@@ -182,6 +185,8 @@ impl Engine {
             read_timeout: opts.read_timeout,
             max_active: opts.max_active.max(1),
             waiting: Arc::default(),
+            reserve: Default::default(),
+            space_low: Default::default(),
         })
     }
 
@@ -259,6 +264,42 @@ impl Engine {
         })
     }
 
+    /// Keep `bytes` of the disk free: below that, downloads pause (see `check_space`).
+    pub fn set_reserve(&self, bytes: u64) {
+        self.reserve
+            .store(bytes, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether downloads are paused because the disk is nearly full.
+    pub fn space_low(&self) -> bool {
+        self.space_low.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Measures the free space: below the reserve, downloads must pause; they may run again
+    /// once it is back above the reserve plus a margin (so they don't flap). Returns
+    /// whether space is low.
+    pub fn check_space(&self) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        let reserve = self.reserve.load(Relaxed);
+        let Ok(free) = crate::blob::free_space(&self.torrents_dir) else {
+            return self.space_low();
+        };
+        let margin = reserve / 10;
+        let low = if self.space_low() {
+            free < reserve.saturating_add(margin)
+        } else {
+            free < reserve
+        };
+        if low != self.space_low.swap(low, Relaxed) {
+            if low {
+                tracing::warn!(free, reserve, "disk nearly full: downloads paused");
+            } else {
+                tracing::info!(free, reserve, "disk space back: downloads resume");
+            }
+        }
+        low
+    }
+
     /// Reads of torrent data in progress (waiting for pieces, mostly).
     pub fn waiting_reads(&self) -> u64 {
         self.waiting.load(std::sync::atomic::Ordering::Relaxed)
@@ -331,8 +372,8 @@ impl Engine {
         let handle = self
             .handle(hash)
             .ok_or_else(|| FsError::Io("the torrent is not in the engine".into()))?;
-        // Someone wants to watch it: a queued download starts now.
-        if handle.is_paused() && !handle.stats().finished {
+        // Someone wants to watch it: a queued download starts now (unless the disk is full).
+        if handle.is_paused() && !handle.stats().finished && !self.space_low() {
             if let Err(e) = self.session.unpause(&handle).await {
                 tracing::warn!(torrent = %hex(hash), error = %format!("{e:#}"), "starting a queued download for a read");
             }

@@ -64,7 +64,12 @@ impl Torrents {
                 downloading.push(*hash);
             }
         }
-        let max = self.engine.max_active();
+        // A nearly full disk pauses every download until space is back.
+        let max = if self.engine.check_space() {
+            0
+        } else {
+            self.engine.max_active()
+        };
         downloading.sort_by_key(&added);
         queued.sort_by_key(&added);
         // Too many (a restart restores all as they were): the newest wait.

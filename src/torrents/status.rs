@@ -66,6 +66,9 @@ impl Torrents {
         };
         info.error = stats.error.clone();
         info.state = state_of(&stats).into();
+        if info.state == "queued" && self.engine.space_low() {
+            info.error = Some("paused: the server's disk is nearly full".into());
+        }
         let live = live_figures(&stats);
         (info.down_bps, info.up_bps, info.peers) = (live.down_bps, live.up_bps, live.peers);
         let left = stats.total_bytes.saturating_sub(stats.progress_bytes);
