@@ -176,6 +176,14 @@ struct EngineArgs {
     /// ...or for this long, whichever comes first (e.g. 24h, 90m, 2d, 0 for no seeding).
     #[arg(long, env = "TORRENTDRIVE_SEED_TIME", default_value = "24h", value_parser = parse_duration)]
     seed_time: std::time::Duration,
+    /// A download that gets nothing this long from the peers it knows is restarted
+    /// (reconnects, announces again).
+    #[arg(long, env = "TORRENTDRIVE_STALL_TIMEOUT", default_value = "10m", value_parser = parse_duration)]
+    stall_timeout: std::time::Duration,
+    /// A download with no peer at all this long is given up on: paused, with the reason in
+    /// /Add/status.txt (reading one of its files tries again).
+    #[arg(long, env = "TORRENTDRIVE_NO_PEERS_TIMEOUT", default_value = "6h", value_parser = parse_duration)]
+    no_peers_timeout: std::time::Duration,
     /// Chunk requests outstanding per peer: lower answers seeks sooner, higher suits
     /// distant peers.
     #[arg(long, env = "TORRENTDRIVE_REQUEST_WINDOW", default_value_t = 128)]
@@ -233,6 +241,8 @@ impl EngineArgs {
             max_active: self.max_active,
             seed_ratio: self.seed_ratio,
             seed_time: self.seed_time,
+            stall_timeout: self.stall_timeout.max(std::time::Duration::from_secs(1)),
+            no_peers_timeout: self.no_peers_timeout.max(std::time::Duration::from_secs(1)),
             request_window: self.request_window,
         })
     }

@@ -173,6 +173,22 @@ impl Sources {
         let _ = writeln!(out, "torrentdrive_torrent_peers {peers}");
         family(
             &mut out,
+            "torrentdrive_stuck_downloads_total",
+            "counter",
+            "Stuck downloads restarted, and given up on for want of peers.",
+        );
+        let _ = writeln!(
+            out,
+            "torrentdrive_stuck_downloads_total{{action=\"restarted\"}} {}",
+            self.torrents.restarts.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "torrentdrive_stuck_downloads_total{{action=\"given_up\"}} {}",
+            self.torrents.given_up.load(Ordering::Relaxed)
+        );
+        family(
+            &mut out,
             "torrentdrive_reads_waiting",
             "gauge",
             "Reads of torrent data waiting for pieces now.",

@@ -28,7 +28,7 @@ use crate::service::Service;
 use crate::signin::{SignInLimiter, Verdict};
 use crate::size::{format_size, MinFree};
 use crate::torrents::engine::EngineOptions;
-use crate::torrents::scheduler::SeedPolicy;
+use crate::torrents::scheduler::{SeedPolicy, StallPolicy};
 use crate::torrents::Torrents;
 use crate::users::Users;
 
@@ -278,10 +278,16 @@ pub async fn serve(service: Service, opts: ServeOptions) -> anyhow::Result<()> {
         tracing::info!(%addr, "torrent engine listening");
     }
     storage.set_torrents(torrents.clone());
-    let scheduler = torrents.spawn_scheduler(SeedPolicy {
-        ratio: opts.engine.seed_ratio,
-        time: opts.engine.seed_time,
-    });
+    let scheduler = torrents.spawn_scheduler(
+        SeedPolicy {
+            ratio: opts.engine.seed_ratio,
+            time: opts.engine.seed_time,
+        },
+        StallPolicy {
+            stall: opts.engine.stall_timeout,
+            no_peers: opts.engine.no_peers_timeout,
+        },
+    );
     for user in tokio::task::block_in_place(|| users.all())? {
         if let Err(e) = storage.drive(&user).scan_add() {
             tracing::warn!(user = %user.name, error = %e, "looking for drops in /Add");

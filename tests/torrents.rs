@@ -914,3 +914,130 @@ async fn a_nearly_full_disk_pauses_downloads_until_space_is_back() {
     assert_eq!(code, 200);
     assert!(body == original, "downloaded bytes differ");
 }
+
+/// Downloads that get nothing from the peers they know are restarted; those with no peer
+/// connected for too long are given up on, with the reason shown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stuck_downloads_are_restarted_or_given_up() {
+    if !have("curl") {
+        return;
+    }
+    let tracker = swarm::Tracker::start().await;
+    let work = tempfile::tempdir().expect("tempdir");
+    // Trickled: 2 KB/s never completes a 256 KiB piece in the test's time.
+    let slow = swarm::one_file(
+        &work.path().join("a"),
+        "slow.bin",
+        1 << 20,
+        &tracker.url,
+        256 << 10,
+    )
+    .await;
+    let _seeder = swarm::seed(&work.path().join("a"), &slow.torrent, &slow.dir, Some(2000)).await;
+    // Nobody has this one.
+    let lonely = swarm::one_file(
+        &work.path().join("b"),
+        "lonely.bin",
+        1 << 20,
+        &tracker.url,
+        256 << 10,
+    )
+    .await;
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let server = Server::start_with(&[
+        "--stall-timeout",
+        "4s",
+        "--no-peers-timeout",
+        "12s",
+        "--metrics-listen",
+        &metrics,
+    ]);
+    server.add_user("s", "stuck-password", None);
+    let u = creds("s", "stuck-password");
+    assert_eq!(
+        put_bytes(&u, &server.url("/Add/slow.torrent"), &slow.torrent),
+        201
+    );
+    assert_eq!(
+        put_bytes(&u, &server.url("/Add/lonely.torrent"), &lonely.torrent),
+        201
+    );
+    let restarted = || {
+        let (_, body) = curl_blocking(&[&format!("http://{metrics}/metrics")]);
+        String::from_utf8_lossy(&body)
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("torrentdrive_stuck_downloads_total{action=\"restarted\"} ")
+            })
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while restarted() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the trickled download was never restarted"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, status) = curl_blocking(&["-u", &u, &server.url("/Add/status.txt")]);
+        let status = String::from_utf8_lossy(&status).into_owned();
+        let line = status
+            .lines()
+            .find(|l| l.starts_with("lonely"))
+            .unwrap_or_default()
+            .to_owned();
+        if line.contains("error") && line.contains("no peers for 12 s") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not given up: {status}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Torrents the engine still had but no drive shows (files deleted while the daemon was
+/// stopped) are removed, with their data, at the next start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn torrents_no_drive_shows_are_removed_at_start() {
+    if !have("curl") {
+        return;
+    }
+    let tracker = swarm::Tracker::start().await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let one = swarm::one_file(work.path(), "gone.bin", 1 << 20, &tracker.url, 64 << 10).await;
+    let _seeder = swarm::seed(work.path(), &one.torrent, &one.dir, None).await;
+    let data = work.path().join("data");
+    let mut server = Server::start_in(&data);
+    server.add_user("g", "gone-password", None);
+    let u = creds("g", "gone-password");
+    assert_eq!(
+        put_bytes(&u, &server.url("/Add/gone.torrent"), &one.torrent),
+        201
+    );
+    assert!(wait_for(
+        &u,
+        &server.url("/Downloads/gone.bin"),
+        Duration::from_secs(20)
+    ));
+    let hash = swarm::info_hash(&one.torrent);
+    assert!(data.join("torrents").join(&hash).exists());
+    assert!(server.stop(libc::SIGTERM).success());
+    // Offline, the user and their files go; the engine is not running to drop the torrent.
+    let out = server.cli(&["user", "remove", "g"], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _server = Server::start_in(&data);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while data.join("torrents").join(&hash).exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the orphaned torrent's data is still there"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

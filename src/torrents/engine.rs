@@ -48,6 +48,10 @@ pub struct EngineOptions {
     pub seed_ratio: f64,
     /// ...or for this long, whichever comes first.
     pub seed_time: Duration,
+    /// A download that gets nothing this long from the peers it knows is restarted.
+    pub stall_timeout: Duration,
+    /// A download with no peer this long is given up on (paused, with the reason shown).
+    pub no_peers_timeout: Duration,
     /// Chunk (16 KiB) requests kept outstanding per peer. A piece a reader waits for is
     /// requested behind these, so fewer make seeks answer sooner; more help far peers.
     pub request_window: usize,
@@ -66,6 +70,8 @@ impl Default for EngineOptions {
             max_active: 5,
             seed_ratio: 1.0,
             seed_time: Duration::from_secs(24 * 3600),
+            stall_timeout: Duration::from_secs(600),
+            no_peers_timeout: Duration::from_secs(6 * 3600),
             request_window: 128,
         }
     }

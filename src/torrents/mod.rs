@@ -22,6 +22,13 @@ pub struct Torrents {
     store: Arc<Store>,
     /// Links whose metadata is being fetched: (user id, link) → since when.
     pending: Mutex<Vec<(u64, String, Instant)>>,
+    /// Progress of each running download, to find stuck ones (see the scheduler).
+    pub(crate) progress: Mutex<std::collections::HashMap<[u8; 20], scheduler::Progress>>,
+    /// Downloads given up on, with the reason users are shown.
+    pub(crate) stalled: Mutex<std::collections::HashMap<[u8; 20], String>>,
+    /// Stuck downloads restarted, and given up, since the start.
+    pub restarts: std::sync::atomic::AtomicU64,
+    pub given_up: std::sync::atomic::AtomicU64,
 }
 
 /// How long a magnet link may take to yield its metadata.
@@ -56,6 +63,10 @@ impl Torrents {
             engine,
             store,
             pending: Mutex::new(Vec::new()),
+            progress: Mutex::default(),
+            stalled: Mutex::default(),
+            restarts: Default::default(),
+            given_up: Default::default(),
         });
         torrents.resume().await;
         Ok(torrents)
@@ -93,7 +104,9 @@ impl Torrents {
             .collect()
     }
 
-    /// Re-adds torrents the engine's own state lost (it restores the rest itself).
+    /// Re-adds torrents the engine's own state lost (it restores the rest itself), and
+    /// drops those it restored that no drive shows any more: a crash between adding a
+    /// torrent and committing its files, or files deleted while the daemon was stopped.
     async fn resume(&self) {
         let all = match self.store.read(|tx| tx.torrents()) {
             Ok(all) => all,
@@ -102,6 +115,13 @@ impl Torrents {
                 return;
             }
         };
+        let known: std::collections::HashSet<[u8; 20]> = all.iter().map(|(h, _)| *h).collect();
+        for (hash, _, _) in self.engine.all() {
+            if !known.contains(&hash) {
+                tracing::warn!(torrent = %hex(&hash), "no drive shows this torrent: removing it and its data");
+                self.forget(&hash).await;
+            }
+        }
         for (hash, rec) in all {
             if let Err(e) = self
                 .engine

@@ -69,6 +69,12 @@ impl Torrents {
         if info.state == "queued" && self.engine.space_low() {
             info.error = Some("paused: the server's disk is nearly full".into());
         }
+        if let Some(reason) = self.stalled_reason(hash) {
+            if info.state == "queued" {
+                info.state = "error".into();
+                info.error = Some(reason);
+            }
+        }
         let live = live_figures(&stats);
         (info.down_bps, info.up_bps, info.peers) = (live.down_bps, live.up_bps, live.peers);
         let left = stats.total_bytes.saturating_sub(stats.progress_bytes);
