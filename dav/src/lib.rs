@@ -7,6 +7,7 @@
 
 mod file;
 mod fs;
+mod moves;
 mod propfind;
 mod props;
 
@@ -141,6 +142,17 @@ impl WebDav {
         let creds = DavUser::new(user.clone(), drive);
         if req.method().as_str() == "PROPFIND" {
             return self.propfind(req, &rel_path, &creds, &handler).await;
+        }
+        if let Some(res) = moves::file_over_file(
+            &req,
+            &rel_path,
+            &creds,
+            handler.locks.as_ref(),
+            &self.prefix,
+        )
+        .await
+        {
+            return res;
         }
         handler.dav.handle_guarded(req, user, creds).await
     }

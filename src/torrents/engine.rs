@@ -375,9 +375,19 @@ impl Engine {
 
     /// Opens a stream of file `file` of a torrent.
     pub async fn open(&self, hash: &[u8; 20], file: u32) -> FsResult<FileStream> {
-        let handle = self
-            .handle(hash)
-            .ok_or_else(|| FsError::Io("the torrent is not in the engine".into()))?;
+        // A drop's files are visible from the commit that creates them, a moment before the
+        // engine has the torrent: wait for it as for a piece.
+        let waited = tokio::time::timeout(self.read_timeout, async {
+            loop {
+                if let Some(handle) = self.handle(hash) {
+                    return handle;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+        let handle = waited
+            .await
+            .map_err(|_| FsError::Io("the torrent is not in the engine".into()))?;
         // Someone wants to watch it: a queued download starts now (unless the disk is full).
         if handle.is_paused() && !handle.stats().finished && !self.space_low() {
             if let Err(e) = self.session.unpause(&handle).await {
