@@ -323,9 +323,12 @@ struct UpkeepArgs {
     /// percentage of the disk (5%), or `auto`: 5% but at most 2 GiB.
     #[arg(long, env = "TORRENTDRIVE_MIN_FREE", default_value = "auto", value_parser = MinFree::parse)]
     min_free: MinFree,
-    /// Time between two passes of the janitor's jobs (usage drift, orphaned data).
-    #[arg(long, env = "TORRENTDRIVE_JANITOR_INTERVAL", default_value = "1h", value_parser = parse_duration)]
-    janitor_interval: std::time::Duration,
+    /// Time between two checks of every user's usage against their files.
+    #[arg(long, env = "TORRENTDRIVE_QUOTA_INTERVAL", default_value = "1h", value_parser = parse_duration)]
+    quota_interval: std::time::Duration,
+    /// Time between two removals of data no file references.
+    #[arg(long, env = "TORRENTDRIVE_ORPHAN_INTERVAL", default_value = "6h", value_parser = parse_duration)]
+    orphan_interval: std::time::Duration,
     /// Age under which unreferenced data is left alone by the janitor.
     #[arg(long, env = "TORRENTDRIVE_ORPHAN_GRACE", default_value = "1h", value_parser = parse_duration)]
     orphan_grace: std::time::Duration,
@@ -359,7 +362,8 @@ struct Listen(Option<SocketAddr>);
 impl UpkeepArgs {
     fn janitor(&self) -> JanitorOptions {
         JanitorOptions {
-            interval: self.janitor_interval.max(std::time::Duration::from_secs(1)),
+            quota_interval: self.quota_interval.max(std::time::Duration::from_secs(1)),
+            orphan_interval: self.orphan_interval.max(std::time::Duration::from_secs(1)),
             orphan_grace: self.orphan_grace,
         }
     }

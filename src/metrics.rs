@@ -201,6 +201,17 @@ impl Sources {
 
         family(
             &mut out,
+            "torrentdrive_downloads_paused_for_space",
+            "gauge",
+            "1 while the disk is below --min-free and downloads are paused.",
+        );
+        let _ = writeln!(
+            out,
+            "torrentdrive_downloads_paused_for_space {}",
+            u8::from(self.torrents.engine().space_low())
+        );
+        family(
+            &mut out,
             "torrentdrive_disk_free_bytes",
             "gauge",
             "Free space on the data dir's disk.",

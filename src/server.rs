@@ -304,7 +304,7 @@ pub async fn serve(service: Service, opts: ServeOptions) -> anyhow::Result<()> {
         "/dav",
     ));
     let janitor = Arc::new(Janitor::new(storage.clone(), data.clone(), opts.janitor));
-    let janitor_task = janitor.clone().spawn();
+    let janitor_tasks = janitor.clone().spawn();
     let traffic_task = {
         let (storage, torrents) = (storage.clone(), torrents.clone());
         tokio::spawn(async move {
@@ -450,7 +450,9 @@ pub async fn serve(service: Service, opts: ServeOptions) -> anyhow::Result<()> {
         tracing::warn!("requests still running after {DRAIN_TIMEOUT:?}; stopping anyway");
     }
     scheduler.abort();
-    janitor_task.abort();
+    for task in janitor_tasks {
+        task.abort();
+    }
     traffic_task.abort();
     let last = storage.clone();
     let torrents_now = torrents.clone();

@@ -44,6 +44,8 @@ fn metrics_count_requests_and_health_is_reported() {
         "torrentdrive_janitor_actions_total{job=\"orphans\"} 0",
         "torrentdrive_webdav_request_seconds_count 3",
         "torrentdrive_signin_failures_total 1",
+        "torrentdrive_downloads_paused_for_space 0",
+        "torrentdrive_stuck_downloads_total{action=\"restarted\"} 0",
     ] {
         assert!(
             text.lines().any(|l| l == line),

@@ -70,8 +70,10 @@ pub struct Report {
 /// When the jobs run.
 #[derive(Debug, Clone)]
 pub struct JanitorOptions {
-    /// Between two passes of each job.
-    pub interval: Duration,
+    /// Between two passes of the usage check.
+    pub quota_interval: Duration,
+    /// Between two passes of the orphan removal.
+    pub orphan_interval: Duration,
     /// How old unreferenced data must be before it is removed: content being written is
     /// on disk a moment before the metadata that references it.
     pub orphan_grace: Duration,
@@ -80,7 +82,8 @@ pub struct JanitorOptions {
 impl Default for JanitorOptions {
     fn default() -> Self {
         JanitorOptions {
-            interval: Duration::from_secs(3600),
+            quota_interval: Duration::from_secs(3600),
+            orphan_interval: Duration::from_secs(6 * 3600),
             orphan_grace: Duration::from_secs(3600),
         }
     }
@@ -143,18 +146,24 @@ impl Janitor {
         Ok(report)
     }
 
-    /// Runs every job on its interval until the task is aborted. The first passes come one
-    /// interval after the start, so a start stays quick.
-    pub fn spawn(self: Arc<Self>) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(self.options.interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            tick.tick().await; // the first tick is immediate
-            loop {
-                tick.tick().await;
-                for job in [Job::Quotas, Job::Orphans] {
-                    let me = self.clone();
-                    match tokio::task::spawn_blocking(move || me.run(job, false, None)).await {
+    /// Runs each job on its own interval until the tasks are aborted. The first pass of each
+    /// comes one interval after the start, so a start stays quick.
+    pub fn spawn(self: Arc<Self>) -> Vec<tokio::task::JoinHandle<()>> {
+        [
+            (Job::Quotas, self.options.quota_interval),
+            (Job::Orphans, self.options.orphan_interval),
+        ]
+        .into_iter()
+        .map(|(job, every)| {
+            let me = self.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                tick.tick().await; // the first tick is immediate
+                loop {
+                    tick.tick().await;
+                    let pass = me.clone();
+                    match tokio::task::spawn_blocking(move || pass.run(job, false, None)).await {
                         Ok(Ok(_)) => {}
                         Ok(Err(e)) => {
                             tracing::warn!(job = job.name(), error = %e, "janitor pass failed")
@@ -164,8 +173,9 @@ impl Janitor {
                         }
                     }
                 }
-            }
+            })
         })
+        .collect()
     }
 }
 
