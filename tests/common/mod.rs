@@ -226,3 +226,39 @@ pub fn curl(args: &[&str]) -> (u16, Vec<u8>) {
 pub fn creds(user: &str, password: &str) -> String {
     format!("{user}:{password}")
 }
+
+/// A small tmpfs, mounted for a test that fills a disk; unmounted when dropped.
+pub struct Tmpfs {
+    pub path: PathBuf,
+}
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (`24m`) at `dir/small`. Needs root: `None` (the test skips)
+    /// without it, except under CI, where that fails.
+    pub fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("this test mounts a small tmpfs and needs root under CI");
+            }
+            eprintln!("skipping: mounting a tmpfs needs root");
+            return None;
+        }
+        let path = dir.join("small");
+        std::fs::create_dir(&path).expect("mkdir");
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&path)
+            .status()
+            .expect("mount")
+            .success();
+        assert!(ok, "mounting a tmpfs failed");
+        Some(Tmpfs { path })
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
