@@ -40,6 +40,18 @@ pub enum Request {
         /// The file's bytes, base64.
         data: String,
     },
+    /// Makes an API token for a user.
+    TokenCreate {
+        user: String,
+        name: String,
+    },
+    TokenList {
+        user: String,
+    },
+    TokenRevoke {
+        user: String,
+        id: String,
+    },
     /// Backs the data dir up into `dest` (a path on the daemon's machine).
     Backup {
         dest: std::path::PathBuf,
@@ -57,12 +69,31 @@ pub enum Request {
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum Reply {
     Done,
-    Users { users: Vec<UserInfo> },
-    Transfers { transfers: Vec<TransferInfo> },
-    Added { name: String },
-    Report { actions: Vec<String> },
-    BackedUp { report: crate::backup::BackupReport },
-    Error { message: String },
+    Users {
+        users: Vec<UserInfo>,
+    },
+    Transfers {
+        transfers: Vec<TransferInfo>,
+    },
+    Added {
+        name: String,
+    },
+    Report {
+        actions: Vec<String>,
+    },
+    BackedUp {
+        report: crate::backup::BackupReport,
+    },
+    Token {
+        token: String,
+        info: crate::tokens::TokenInfo,
+    },
+    Tokens {
+        tokens: Vec<crate::tokens::TokenInfo>,
+    },
+    Error {
+        message: String,
+    },
 }
 
 /// Runs a future to completion from blocking code: on the daemon's runtime when there is
@@ -151,6 +182,21 @@ impl Api {
             }
             Request::Transfers { user } => self.transfers(user.as_deref()),
             Request::Add { user, name, data } => self.add(&user, &name, &data),
+            Request::TokenCreate { user, name } => self.users.get(&user).and_then(|u| {
+                let (token, info) = crate::tokens::create(self.users.storage().store(), &u, &name)?;
+                Ok(Reply::Token { token, info })
+            }),
+            Request::TokenList { user } => self.users.get(&user).and_then(|u| {
+                let tokens = crate::tokens::list(self.users.storage().store(), u.id)?;
+                Ok(Reply::Tokens { tokens })
+            }),
+            Request::TokenRevoke { user, id } => self.users.get(&user).and_then(|u| {
+                if crate::tokens::revoke(self.users.storage().store(), u.id, &id)? {
+                    Ok(Reply::Done)
+                } else {
+                    Err(UserError::Invalid(format!("`{user}` has no token {id}")))
+                }
+            }),
             Request::Backup { dest } => {
                 return match crate::backup::backup(self.users.storage(), &self.data, &dest) {
                     Ok(report) => Reply::BackedUp { report },

@@ -97,6 +97,9 @@ enum Command {
         #[command(flatten)]
         upkeep: UpkeepArgs,
     },
+    /// API tokens for scripts (Authorization: Bearer TOKEN on /api/v1/).
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Back up the data dir into DEST while the daemon runs (or not): a consistent copy of
     /// the metadata, the files' contents and the engine's state; torrent data is left out.
     /// Run it again into the same DEST to update it.
@@ -302,6 +305,29 @@ impl FuseArgs {
             },
         }
     }
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Make a token; it is printed once and never shown again.
+    Create {
+        #[arg(long, default_value = "admin")]
+        user: String,
+        /// What it is for.
+        #[arg(long, default_value = "script")]
+        name: String,
+    },
+    /// A user's tokens (id, name, creation date).
+    List {
+        #[arg(long, default_value = "admin")]
+        user: String,
+    },
+    /// Revoke a token by its id.
+    Revoke {
+        id: String,
+        #[arg(long, default_value = "admin")]
+        user: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -618,6 +644,33 @@ pub fn main() -> anyhow::Result<()> {
         }
         Command::Janitor(JanitorCommand::Run { job, dry_run }) => {
             janitor(&cli.data, Job::parse(&job)?, dry_run, None)
+        }
+        Command::Token(cmd) => {
+            let req = match cmd {
+                TokenCommand::Create { user, name } => Request::TokenCreate { user, name },
+                TokenCommand::List { user } => Request::TokenList { user },
+                TokenCommand::Revoke { id, user } => Request::TokenRevoke { user, id },
+            };
+            match call(&cli.data, req)? {
+                Reply::Token { token, info } => {
+                    println!("{token}");
+                    eprintln!(
+                        "token {} ({}): shown only now; use it as `Authorization: Bearer {token}`",
+                        info.id, info.name
+                    );
+                    Ok(())
+                }
+                Reply::Tokens { tokens } => {
+                    println!("{:<14} {:<24} CREATED (Unix time)", "ID", "NAME");
+                    for t in tokens {
+                        println!("{:<14} {:<24} {}", t.id, t.name, t.created);
+                    }
+                    Ok(())
+                }
+                Reply::Done => Ok(()),
+                Reply::Error { message } => bail!(message),
+                other => bail!("unexpected reply from the daemon: {other:?}"),
+            }
         }
         Command::Backup { dest } => {
             // The daemon resolves the path: make it absolute here.

@@ -566,6 +566,54 @@ impl UserDrive {
         Ok(attr_of(id, &rec))
     }
 
+    /// Removes this user's files of torrent `hash` (a transfer, as the API names it), and
+    /// the folders that leaves empty up to `/Downloads`, in one transaction. Returns how many
+    /// files went; `NotFound` if the user has none.
+    pub async fn remove_transfer(&self, hash: [u8; 20]) -> FsResult<usize> {
+        let (user, root) = (self.user, self.root);
+        let (removed, dead) = self
+            .storage
+            .write(move |tx| {
+                let mut files = Vec::new();
+                let mut stack = vec![root];
+                while let Some(id) = stack.pop() {
+                    for (_, child) in tx.children(id)? {
+                        let Some(rec) = tx.node(child)? else { continue };
+                        match (&rec.kind, &rec.content) {
+                            (Kind::Dir, _) => stack.push(child),
+                            (Kind::File, Content::Torrent { hash: h, .. }) if *h == hash => {
+                                files.push((child, rec))
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                if files.is_empty() {
+                    return Err(FsError::NotFound);
+                }
+                let mut dead = Vec::new();
+                let mut parents = Vec::new();
+                for (id, rec) in &files {
+                    parents.push(rec.parent);
+                    dead.extend(remove_node(tx, user, *id, rec)?);
+                }
+                // Folders the drop made for the torrent, now empty; never the fixed ones.
+                while let Some(dir) = parents.pop() {
+                    let Some(rec) = tx.node(dir)? else { continue };
+                    let fixed = rec.parent == root && FIXED_FOLDERS.contains(&rec.name.as_str());
+                    if dir == root || fixed || tx.has_children(dir)? {
+                        continue;
+                    }
+                    parents.push(rec.parent);
+                    dead.extend(remove_node(tx, user, dir, &rec)?);
+                }
+                Ok((files.len(), dead))
+            })
+            .await?;
+        self.storage.dispose_async(dead).await;
+        Ok(removed)
+    }
+
     /// A read, not counted as traffic.
     async fn read_content(&self, fh: FileHandle, offset: u64, len: u32) -> FsResult<Bytes> {
         let handle = self.handle(fh)?;

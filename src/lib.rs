@@ -20,6 +20,8 @@ pub mod size;
 mod staging;
 pub mod store;
 pub mod tls;
+pub mod tokens;
 pub mod torrents;
 pub mod traffic;
 pub mod users;
+pub mod web;

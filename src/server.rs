@@ -31,6 +31,7 @@ use crate::torrents::engine::EngineOptions;
 use crate::torrents::scheduler::{SeedPolicy, StallPolicy};
 use crate::torrents::Torrents;
 use crate::users::Users;
+use crate::web::WebApi;
 
 pub const ADMIN_PASSWORD_FILE: &str = "admin-password";
 /// How often counted traffic is added to the store.
@@ -110,7 +111,7 @@ fn mount(users: &Arc<Users>, spec: MountSpec) -> anyhow::Result<fuse::Mount> {
 /// Signs WebDAV users in against the user table, holding back addresses that fail often.
 struct UserAuth {
     users: Arc<Users>,
-    limiter: SignInLimiter,
+    limiter: Arc<SignInLimiter>,
     metrics: Arc<Metrics>,
 }
 
@@ -202,12 +203,16 @@ fn write_admin_password(data: &Path, password: &str) -> std::io::Result<()> {
 
 async fn route(
     webdav: Arc<WebDav>,
+    web_api: Arc<WebApi>,
     metrics: Arc<Metrics>,
     peer: SocketAddr,
     mut req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let client = client_addr(peer, req.headers());
     req.extensions_mut().insert(ClientAddr(client));
+    if req.uri().path() == "/api/v1" || req.uri().path().starts_with("/api/v1/") {
+        return web_api.handle(req, client).await;
+    }
     let started = Instant::now();
     let (method, path) = (req.method().clone(), req.uri().path().to_owned());
     let res = if path == "/dav" || path.starts_with("/dav/") {
@@ -295,10 +300,13 @@ pub async fn serve(service: Service, opts: ServeOptions) -> anyhow::Result<()> {
     }
 
     let metrics = Arc::new(Metrics::default());
+    // One record of failed sign-ins for WebDAV and the API alike.
+    let limiter = Arc::new(SignInLimiter::default());
+    let web_api = Arc::new(WebApi::new(users.clone(), limiter.clone(), metrics.clone()));
     let webdav = Arc::new(WebDav::new(
         Arc::new(UserAuth {
             users: users.clone(),
-            limiter: SignInLimiter::default(),
+            limiter,
             metrics: metrics.clone(),
         }),
         "/dav",
@@ -396,9 +404,9 @@ pub async fn serve(service: Service, opts: ServeOptions) -> anyhow::Result<()> {
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let (webdav, metrics) = (webdav.clone(), metrics.clone());
+                let (webdav, web_api, metrics) = (webdav.clone(), web_api.clone(), metrics.clone());
                 let service = hyper::service::service_fn(move |req| {
-                    route(webdav.clone(), metrics.clone(), peer, req)
+                    route(webdav.clone(), web_api.clone(), metrics.clone(), peer, req)
                 });
                 match &tls {
                     None => {

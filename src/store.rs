@@ -34,6 +34,8 @@ const INLINE: TableDefinition<u64, &[u8]> = TableDefinition::new("inline");
 const BLOB_REFS: TableDefinition<u128, u64> = TableDefinition::new("blob_refs");
 /// name → next value
 const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
+/// BLAKE3 hash of an API token → its record (the token itself is never stored).
+const API_TOKENS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("api_tokens");
 /// (user id, calendar month "YYYY-MM" in UTC) → (bytes served, bytes downloaded).
 const TRAFFIC: TableDefinition<(u64, &str), (u64, u64)> = TableDefinition::new("traffic");
 
@@ -110,6 +112,15 @@ pub struct TransferRec {
     pub added: i64,
     /// Number of this user's nodes showing the torrent; the transfer ends at zero.
     pub refs: u64,
+}
+
+/// An API token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRec {
+    pub user: u64,
+    /// What the user called it.
+    pub name: String,
+    pub created: i64,
 }
 
 /// A torrent some drive shows.
@@ -226,6 +237,7 @@ pub struct ReadTx {
     torrents: Cached<&'static [u8], &'static [u8]>,
     transfers: Cached<(u64, &'static [u8]), &'static [u8]>,
     traffic: Cached<(u64, &'static str), (u64, u64)>,
+    api_tokens: Cached<&'static [u8], &'static [u8]>,
 }
 /// A write transaction: nothing is visible until the closure passed to `Store::write`
 /// returns `Ok`, and then all of it is, durably. It records which entries and nodes it
@@ -390,6 +402,28 @@ macro_rules! read_methods {
             Ok(v.map(|v| v.value()).unwrap_or(0))
         }
 
+        /// The token whose BLAKE3 hash is `hash`.
+        pub fn token(&self, hash: &[u8; 32]) -> StoreResult<Option<TokenRec>> {
+            let t = self.api_tokens_t()?;
+            let v = t.get(hash.as_slice())?;
+            v.map(|v| decode(v.value())).transpose()
+        }
+
+        /// Every token: (hash, record).
+        pub fn tokens(&self) -> StoreResult<Vec<([u8; 32], TokenRec)>> {
+            let t = self.api_tokens_t()?;
+            let mut out = Vec::new();
+            for entry in t.iter()? {
+                let (k, v) = entry?;
+                let hash: [u8; 32] = k
+                    .value()
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("token key is not 32 bytes".into()))?;
+                out.push((hash, decode(v.value())?));
+            }
+            Ok(out)
+        }
+
         /// (bytes served, bytes downloaded) of a user in a month ("YYYY-MM").
         pub fn traffic(&self, user: u64, month: &str) -> StoreResult<(u64, u64)> {
             let t = self.traffic_t()?;
@@ -436,6 +470,7 @@ cached_tables! {
     torrents / torrents_t: TORRENTS => &'static [u8], &'static [u8];
     transfers / transfers_t: TRANSFERS => (u64, &'static [u8]), &'static [u8];
     traffic / traffic_t: TRAFFIC => (u64, &'static str), (u64, u64);
+    api_tokens / api_tokens_t: API_TOKENS => &'static [u8], &'static [u8];
 }
 
 impl ReadTx {
@@ -593,6 +628,18 @@ impl WriteTx {
         Ok(())
     }
 
+    pub fn put_token(&self, hash: &[u8; 32], rec: &TokenRec) -> StoreResult<()> {
+        self.0
+            .open_table(API_TOKENS)?
+            .insert(hash.as_slice(), encode(rec).as_slice())?;
+        Ok(())
+    }
+
+    pub fn remove_token(&self, hash: &[u8; 32]) -> StoreResult<()> {
+        self.0.open_table(API_TOKENS)?.remove(hash.as_slice())?;
+        Ok(())
+    }
+
     /// Forgets all of a user's traffic (the user is removed).
     pub fn remove_traffic(&self, user: u64) -> StoreResult<()> {
         let mut t = self.0.open_table(TRAFFIC)?;
@@ -690,6 +737,7 @@ impl Store {
             tx.0.open_table(TRANSFERS)?;
             tx.0.open_table(COUNTERS)?;
             tx.0.open_table(TRAFFIC)?;
+            tx.0.open_table(API_TOKENS)?;
             Ok::<_, StoreError>(())
         })?;
         Ok(store)
@@ -714,7 +762,7 @@ impl Store {
         }
         copy_tables!(
             NODES, CHILDREN, XATTRS, USERS, USAGE, BLOB_REFS, INLINE, TORRENTS, TRANSFERS,
-            COUNTERS, TRAFFIC
+            COUNTERS, TRAFFIC, API_TOKENS
         );
         dst.commit()?;
         let mut blobs = Vec::new();

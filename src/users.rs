@@ -220,6 +220,7 @@ impl Users {
             let dead = remove_tree(tx, rec.root)?;
             tx.remove_usage(rec.id)?;
             tx.remove_traffic(rec.id)?;
+            crate::tokens::remove_all(tx, rec.id)?;
             tx.remove_user(name)?;
             Ok::<_, UserError>(dead)
         })?;

@@ -29,6 +29,7 @@ use http_body_util::{BodyExt, Limited};
 use torrentdrive_fs::Drive;
 
 pub use crate::fs::{DavUser, DriveFs};
+pub use crate::propfind::encode_path;
 
 /// Why a sign-in was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -477,7 +477,7 @@ fn escape(s: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// Percent-encodes a path for an href: everything but unreserved characters and `/`.
-pub(crate) fn encode_path(path: &str) -> String {
+pub fn encode_path(path: &str) -> String {
     let mut out = String::with_capacity(path.len());
     for &b in path.as_bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/') {

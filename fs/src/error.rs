@@ -74,6 +74,29 @@ impl FsError {
         }
     }
 
+    /// A stable, machine-readable name of the error, for JSON APIs.
+    pub fn code(&self) -> &'static str {
+        match self {
+            FsError::NotFound => "not_found",
+            FsError::Exists => "exists",
+            FsError::NotADirectory => "not_a_folder",
+            FsError::IsADirectory => "is_a_folder",
+            FsError::NotEmpty => "not_empty",
+            FsError::InvalidName(_) => "invalid_name",
+            FsError::NameTooLong => "name_too_long",
+            FsError::ReadOnly => "read_only",
+            FsError::PermissionDenied => "permission_denied",
+            FsError::QuotaExceeded => "quota_exceeded",
+            FsError::NoSpace => "no_space",
+            FsError::InvalidArgument(_) => "invalid_argument",
+            FsError::MoveIntoItself => "move_into_itself",
+            FsError::BadHandle => "bad_handle",
+            FsError::Incomplete { .. } => "incomplete",
+            FsError::TimedOut => "timed_out",
+            FsError::Io(_) => "io",
+        }
+    }
+
     /// The HTTP status a web front end answers with for this error.
     pub fn http_status(&self) -> u16 {
         match self {

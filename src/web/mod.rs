@@ -1,0 +1,547 @@
+//! The JSON API under `/api/v1/`, for scripts (and, next, the web page). Handlers work on
+//! the signed-in user's `Drive`, `/Add` and the token store: the same paths WebDAV and the
+//! CLI take, so the API has no policy of its own. `openapi.json` describes it.
+//!
+//! Errors are `{"error": {"code", "message"}}`, with codes from `FsError::code`.
+
+use std::convert::Infallible;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::{header, Method, Request, Response, StatusCode};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use torrentdrive_dav::Body;
+use torrentdrive_fs::{split_path, Attr, Drive, FsError, RenameOptions};
+
+use crate::drive::UserDrive;
+use crate::metrics::Metrics;
+use crate::signin::{SignInLimiter, Verdict};
+use crate::store::UserRec;
+use crate::torrents::status::transfers_of;
+use crate::users::Users;
+
+/// Largest JSON body accepted.
+const MAX_JSON: usize = 64 << 10;
+/// Largest `.torrent` accepted as a body.
+const MAX_TORRENT: usize = 16 << 20;
+const OPENAPI: &str = include_str!("openapi.json");
+
+/// A failed API request: its status, stable code and message.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<FsError> for ApiError {
+    fn from(e: FsError) -> Self {
+        // WebDAV's 405 for "exists" reads as "method not allowed" in an API: a conflict.
+        let status = match e.http_status() {
+            405 => StatusCode::CONFLICT,
+            s => StatusCode::from_u16(s).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        };
+        ApiError::new(status, e.code(), e.to_string())
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        ApiError::from(FsError::from(e))
+    }
+}
+
+type ApiResult = Result<Response<Body>, ApiError>;
+
+fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
+    let mut res = Response::new(Body::from(format!("{value}\n")));
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    res
+}
+
+fn error_response(e: &ApiError) -> Response<Body> {
+    let mut res = json_response(
+        e.status,
+        &json!({"error": {"code": e.code, "message": e.message}}),
+    );
+    if e.status == StatusCode::UNAUTHORIZED {
+        res.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer realm=\"torrentdrive\""),
+        );
+    }
+    res
+}
+
+fn attr_json(path: &str, name: &str, a: &Attr) -> Value {
+    let mtime = a
+        .mtime
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    json!({
+        "name": name,
+        "path": path,
+        "type": if a.is_dir() { "folder" } else { "file" },
+        "size": a.size,
+        "modified": mtime,
+        "read_only": a.read_only,
+    })
+}
+
+/// `/a/b` joined with `name`.
+fn child_path(dir: &str, name: &str) -> String {
+    format!("{}/{name}", dir.trim_end_matches('/'))
+}
+
+/// The query parameter `key`, percent-decoded.
+fn query_param(req: &Request<Incoming>, key: &str) -> Option<String> {
+    let query = req.uri().query()?;
+    url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.into_owned())
+}
+
+async fn read_body(req: Request<Incoming>, limit: usize) -> Result<bytes::Bytes, ApiError> {
+    match Limited::new(req.into_body(), limit).collect().await {
+        Ok(b) => Ok(b.to_bytes()),
+        Err(_) => Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("the body is over {limit} bytes"),
+        )),
+    }
+}
+
+async fn read_json<T: for<'de> Deserialize<'de>>(req: Request<Incoming>) -> Result<T, ApiError> {
+    let body = read_body(req, MAX_JSON).await?;
+    serde_json::from_slice(&body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_json", e.to_string()))
+}
+
+#[derive(Deserialize)]
+struct LinkBody {
+    link: String,
+}
+
+#[derive(Deserialize)]
+struct PathBody {
+    path: String,
+}
+
+#[derive(Deserialize)]
+struct MoveBody {
+    from: String,
+    to: String,
+}
+
+#[derive(Deserialize)]
+struct TokenBody {
+    name: String,
+}
+
+/// The JSON API.
+pub struct WebApi {
+    users: Arc<Users>,
+    limiter: Arc<SignInLimiter>,
+    metrics: Arc<Metrics>,
+}
+
+impl WebApi {
+    pub fn new(users: Arc<Users>, limiter: Arc<SignInLimiter>, metrics: Arc<Metrics>) -> WebApi {
+        WebApi {
+            users,
+            limiter,
+            metrics,
+        }
+    }
+
+    /// Answers one request under `/api/v1/`.
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+        client: IpAddr,
+    ) -> Result<Response<Body>, Infallible> {
+        let result = self.route(req, client).await;
+        Ok(result.unwrap_or_else(|e| error_response(&e)))
+    }
+
+    async fn route(&self, req: Request<Incoming>, client: IpAddr) -> ApiResult {
+        let path = req.uri().path().to_owned();
+        let rest = path.strip_prefix("/api/v1").unwrap_or_default().to_owned();
+        let method = req.method().clone();
+        if rest == "/openapi.json" && method == Method::GET {
+            let mut res = Response::new(Body::from(OPENAPI));
+            res.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("application/json"),
+            );
+            return Ok(res);
+        }
+        let known = [
+            "/account",
+            "/transfers",
+            "/files",
+            "/files/mkdir",
+            "/files/move",
+            "/tokens",
+        ];
+        let with_id = ["/transfers/", "/tokens/"];
+        if !known.contains(&rest.as_str()) && !with_id.iter().any(|p| rest.starts_with(p)) {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no_such_endpoint",
+                format!("no endpoint {path}"),
+            ));
+        }
+        let user = self.sign_in(&req, client).await?;
+        let drive = self.users.storage().drive(&user);
+        match (&method, rest.as_str()) {
+            (&Method::GET, "/account") => self.account(&user, &drive).await,
+            (&Method::GET, "/transfers") => self.transfers(&user),
+            (&Method::POST, "/transfers") => self.add_transfer(req, &drive).await,
+            (&Method::DELETE, id) if id.starts_with("/transfers/") => {
+                remove_transfer(&drive, &id["/transfers/".len()..]).await
+            }
+            (&Method::GET, "/files") => {
+                let path = query_param(&req, "path").unwrap_or_else(|| "/".into());
+                files(&drive, &path).await
+            }
+            (&Method::DELETE, "/files") => {
+                let path = query_param(&req, "path").ok_or_else(|| {
+                    ApiError::new(StatusCode::BAD_REQUEST, "missing_path", "give ?path=")
+                })?;
+                delete(&drive, &path).await
+            }
+            (&Method::POST, "/files/mkdir") => {
+                let body: PathBody = read_json(req).await?;
+                mkdir(&drive, &body.path).await
+            }
+            (&Method::POST, "/files/move") => {
+                let body: MoveBody = read_json(req).await?;
+                move_to(&drive, &body.from, &body.to).await
+            }
+            (&Method::GET, "/tokens") => {
+                let list = crate::tokens::list(self.users.storage().store(), user.id)?;
+                Ok(json_response(StatusCode::OK, &json!({ "tokens": list })))
+            }
+            (&Method::POST, "/tokens") => {
+                let body: TokenBody = read_json(req).await?;
+                let (token, info) =
+                    crate::tokens::create(self.users.storage().store(), &user, &body.name)?;
+                Ok(json_response(
+                    StatusCode::CREATED,
+                    &json!({"token": token, "id": info.id, "name": info.name, "created": info.created}),
+                ))
+            }
+            (&Method::DELETE, id) if id.starts_with("/tokens/") => {
+                let id = &id["/tokens/".len()..];
+                if crate::tokens::revoke(self.users.storage().store(), user.id, id)? {
+                    Ok(json_response(StatusCode::OK, &json!({"revoked": id})))
+                } else {
+                    Err(FsError::NotFound.into())
+                }
+            }
+            _ => Err(ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!("{method} is not allowed on {path}"),
+            )),
+        }
+    }
+
+    /// The user of a Bearer token or Basic credentials. Failures from one address are held
+    /// back as for WebDAV.
+    async fn sign_in(&self, req: &Request<Incoming>, client: IpAddr) -> Result<UserRec, ApiError> {
+        let denied = || {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "sign in with a token (Authorization: Bearer) or Basic credentials",
+            )
+        };
+        let value = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(denied)?
+            .to_owned();
+        let (scheme, credentials) = value.split_once(' ').ok_or_else(denied)?;
+        match self.limiter.check(client) {
+            Verdict::Go => {}
+            Verdict::Wait(d) => tokio::time::sleep(d).await,
+            Verdict::Refuse(retry) => {
+                return Err(ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_attempts",
+                    format!(
+                        "too many failed sign-ins from this address; try again in {} s",
+                        retry.as_secs().max(1)
+                    ),
+                ))
+            }
+        }
+        let found = if scheme.eq_ignore_ascii_case("bearer") {
+            let token = credentials.trim().to_owned();
+            let users = self.users.clone();
+            tokio::task::spawn_blocking(move || {
+                let id = crate::tokens::user_of(users.storage().store(), &token).ok()??;
+                users.all().ok()?.into_iter().find(|u| u.id == id)
+            })
+            .await
+            .ok()
+            .flatten()
+        } else if scheme.eq_ignore_ascii_case("basic") {
+            use base64::Engine as _;
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(credentials.trim())
+                .ok()
+                .and_then(|d| String::from_utf8(d).ok());
+            match decoded.as_deref().and_then(|d| d.split_once(':')) {
+                Some((name, password)) => {
+                    let (users, name, password) =
+                        (self.users.clone(), name.to_owned(), password.to_owned());
+                    tokio::task::spawn_blocking(move || users.verify(&name, &password))
+                        .await
+                        .ok()
+                        .flatten()
+                }
+                None => None,
+            }
+        } else {
+            None
+        };
+        match found {
+            Some(user) => {
+                self.limiter.succeeded(client);
+                Ok(user)
+            }
+            None => {
+                self.limiter.failed(client);
+                self.metrics
+                    .signin_failures
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Err(denied())
+            }
+        }
+    }
+
+    async fn account(&self, user: &UserRec, drive: &UserDrive) -> ApiResult {
+        let usage = drive.usage().await?;
+        let month = crate::traffic::month_of(std::time::SystemTime::now());
+        let (served, downloaded) = self
+            .users
+            .storage()
+            .store()
+            .read(|tx| tx.traffic(user.id, &month))?;
+        Ok(json_response(
+            StatusCode::OK,
+            &json!({
+                "user": user.name,
+                "used": usage.used,
+                "quota": usage.limit,
+                "available": usage.available,
+                "files": usage.nodes,
+                "month": month,
+                "served_this_month": served,
+                "downloaded_this_month": downloaded,
+            }),
+        ))
+    }
+
+    fn transfers(&self, user: &UserRec) -> ApiResult {
+        let list = transfers_of(self.users.storage(), user.id, &user.name)?;
+        let list: Vec<Value> = list
+            .into_iter()
+            .map(|t| {
+                json!({
+                    "id": t.info_hash, "name": t.name, "state": t.state, "progress": t.progress,
+                    "size": t.size, "downloaded": t.downloaded, "down_bps": t.down_bps,
+                    "up_bps": t.up_bps, "eta_secs": t.eta_secs, "peers": t.peers, "error": t.error,
+                })
+            })
+            .collect();
+        Ok(json_response(StatusCode::OK, &json!({ "transfers": list })))
+    }
+
+    /// A magnet or http(s) link as JSON `{"link"}`, or a `.torrent` as the body
+    /// (`application/x-bittorrent`): dropped into `/Add` like any other drop.
+    async fn add_transfer(&self, req: Request<Incoming>, drive: &UserDrive) -> ApiResult {
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let (name, data) = if content_type.starts_with("application/json") {
+            let body: LinkBody = read_json(req).await?;
+            let link = body.link.trim().to_owned();
+            if !["magnet:", "http://", "https://"]
+                .iter()
+                .any(|p| link.starts_with(p))
+                || link.contains('\n')
+            {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_link",
+                    "a magnet: link or an http(s) URL of a .torrent",
+                ));
+            }
+            ("added.magnet".to_owned(), format!("{link}\n").into_bytes())
+        } else if content_type.starts_with("application/x-bittorrent") {
+            let name = query_param(&req, "name").unwrap_or_else(|| "added.torrent".into());
+            let name = if name.ends_with(".torrent") {
+                name
+            } else {
+                format!("{name}.torrent")
+            };
+            (name, read_body(req, MAX_TORRENT).await?.to_vec())
+        } else {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send application/json {\"link\": ...} or application/x-bittorrent",
+            ));
+        };
+        let dropped = drive.drop_file(&name, &data).await?;
+        Ok(json_response(
+            StatusCode::ACCEPTED,
+            &json!({"added": format!("/Add/{dropped}"), "status": "/Add/status.txt"}),
+        ))
+    }
+}
+
+fn hash_from_hex(id: &str) -> Option<[u8; 20]> {
+    if id.len() != 40 {
+        return None;
+    }
+    let mut hash = [0u8; 20];
+    for (i, byte) in hash.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(id.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(hash)
+}
+
+async fn remove_transfer(drive: &UserDrive, id: &str) -> ApiResult {
+    let hash = hash_from_hex(id).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_id",
+            "a transfer id is its 40-hex info hash",
+        )
+    })?;
+    let files = drive.remove_transfer(hash).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"removed": id, "files": files}),
+    ))
+}
+
+/// The checked names of an absolute drive path.
+fn names(path: &str) -> Result<Vec<&str>, ApiError> {
+    Ok(split_path(path)?)
+}
+
+async fn files(drive: &UserDrive, path: &str) -> ApiResult {
+    let names = names(path)?;
+    let attr = drive.resolve(&names).await?;
+    let here = format!("/{}", names.join("/"));
+    let name = names.last().copied().unwrap_or("");
+    if !attr.is_dir() {
+        let mut file = attr_json(&here, name, &attr);
+        file["url"] = json!(format!("/dav{}", torrentdrive_dav::encode_path(&here)));
+        return Ok(json_response(StatusCode::OK, &file));
+    }
+    let entries: Vec<Value> = drive
+        .list(attr.id)
+        .await?
+        .iter()
+        .map(|e| attr_json(&child_path(&here, &e.name), &e.name, &e.attr))
+        .collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"path": here, "type": "folder", "entries": entries}),
+    ))
+}
+
+async fn parent_of<'a>(
+    drive: &UserDrive,
+    names: &'a [&'a str],
+) -> Result<(Attr, &'a str), ApiError> {
+    let (name, dir) = names
+        .split_last()
+        .ok_or_else(|| ApiError::new(StatusCode::FORBIDDEN, "root", "not the root folder"))?;
+    Ok((drive.resolve(dir).await?, name))
+}
+
+async fn mkdir(drive: &UserDrive, path: &str) -> ApiResult {
+    let names = names(path)?;
+    let (parent, name) = parent_of(drive, &names).await?;
+    let attr = drive.mkdir(parent.id, name).await?;
+    Ok(json_response(
+        StatusCode::CREATED,
+        &attr_json(&format!("/{}", names.join("/")), name, &attr),
+    ))
+}
+
+async fn move_to(drive: &UserDrive, from: &str, to: &str) -> ApiResult {
+    let (from_names, to_names) = (names(from)?, names(to)?);
+    let (from_parent, from_name) = parent_of(drive, &from_names).await?;
+    let (to_parent, to_name) = parent_of(drive, &to_names).await?;
+    // Never over something: a script that wants to replace deletes first.
+    let opts = RenameOptions { no_replace: true };
+    drive
+        .rename(from_parent.id, from_name, to_parent.id, to_name, opts)
+        .await?;
+    let attr = drive.lookup(to_parent.id, to_name).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &attr_json(&format!("/{}", to_names.join("/")), to_name, &attr),
+    ))
+}
+
+/// Deletes a file, or a folder and everything in it.
+async fn delete(drive: &UserDrive, path: &str) -> ApiResult {
+    let names = names(path)?;
+    let (parent, name) = parent_of(drive, &names).await?;
+    let attr = drive.lookup(parent.id, name).await?;
+    if attr.is_dir() {
+        delete_tree(drive, attr.id).await?;
+        drive.rmdir(parent.id, name).await?;
+    } else {
+        drive.unlink(parent.id, name).await?;
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"deleted": format!("/{}", names.join("/"))}),
+    ))
+}
+
+/// Empties folder `dir`, depth first, through the drive (which refuses what may not go).
+async fn delete_tree(drive: &UserDrive, dir: torrentdrive_fs::NodeId) -> Result<(), FsError> {
+    for e in drive.list(dir).await? {
+        if e.attr.is_dir() {
+            Box::pin(delete_tree(drive, e.attr.id)).await?;
+            drive.rmdir(dir, &e.name).await?;
+        } else {
+            drive.unlink(dir, &e.name).await?;
+        }
+    }
+    Ok(())
+}
