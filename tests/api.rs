@@ -31,20 +31,6 @@ fn code_of(v: &Value) -> &str {
     v["error"]["code"].as_str().unwrap_or_default()
 }
 
-fn put(server: &Server, u: &str, path: &str, data: &[u8]) -> u16 {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("f");
-    std::fs::write(&file, data).expect("write");
-    curl(&[
-        "-u",
-        u,
-        "-T",
-        file.to_str().expect("path"),
-        &server.url(path),
-    ])
-    .0
-}
-
 #[test]
 fn sign_in_tokens_account_and_files() {
     if !have("curl") {
@@ -117,7 +103,7 @@ fn sign_in_tokens_account_and_files() {
     );
 
     // Files.
-    assert_eq!(put(&server, "ann:ann-password", "/f.txt", b"hello"), 201);
+    assert_eq!(server.put("ann:ann-password", "/f.txt", b"hello"), 201);
     let (code, v) = api(&server, &ann, "GET", "/files?path=/", None);
     assert_eq!(code, 200);
     let names: Vec<&str> = v["entries"]
@@ -165,7 +151,7 @@ fn sign_in_tokens_account_and_files() {
         ]),
         (200, b"hello".to_vec())
     );
-    assert_eq!(put(&server, "ann:ann-password", "/h.txt", b"x"), 201);
+    assert_eq!(server.put("ann:ann-password", "/h.txt", b"x"), 201);
     let (code, v) = api(
         &server,
         &ann,

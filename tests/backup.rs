@@ -3,20 +3,6 @@
 mod common;
 use common::*;
 
-fn put(server: &Server, u: &str, path: &str, data: &[u8]) -> u16 {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("upload");
-    std::fs::write(&file, data).expect("write");
-    curl(&[
-        "-u",
-        u,
-        "-T",
-        file.to_str().expect("path"),
-        &server.url(path),
-    ])
-    .0
-}
-
 #[test]
 fn a_backup_made_while_serving_restores() {
     if !have("curl") {
@@ -26,8 +12,8 @@ fn a_backup_made_while_serving_restores() {
     server.add_user("b", "backup-password", Some("1G"));
     let u = creds("b", "backup-password");
     let big: Vec<u8> = (0..300_000u32).map(|i| (i * 31 % 251) as u8).collect();
-    assert_eq!(put(&server, &u, "/big.bin", &big), 201);
-    assert_eq!(put(&server, &u, "/small.txt", b"small"), 201);
+    assert_eq!(server.put(&u, "/big.bin", &big), 201);
+    assert_eq!(server.put(&u, "/small.txt", b"small"), 201);
     let (code, _) = curl(&["-u", &u, "-X", "MKCOL", &server.url("/folder")]);
     assert_eq!(code, 201);
 
@@ -80,7 +66,7 @@ fn a_backup_made_while_serving_restores() {
     // Changes since: the same folder is brought up to date.
     let (code, _) = curl(&["-u", &u, "-X", "DELETE", &server.url("/big.bin")]);
     assert_eq!(code, 204);
-    assert_eq!(put(&server, &u, "/new.bin", &vec![9u8; 100_000]), 201);
+    assert_eq!(server.put(&u, "/new.bin", &vec![9u8; 100_000]), 201);
     let second = run(&["backup", dest_s]);
     assert!(
         second.contains("1 blobs copied") && second.contains("1 removed"),

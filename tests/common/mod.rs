@@ -152,6 +152,21 @@ impl Server {
         );
     }
 
+    /// PUTs `data` at `path` over WebDAV with `creds` (`user:password`); the status.
+    pub fn put(&self, creds: &str, path: &str, data: &[u8]) -> u16 {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("upload");
+        std::fs::write(&file, data).expect("write");
+        curl(&[
+            "-u",
+            creds,
+            "-T",
+            file.to_str().expect("path"),
+            &self.url(path),
+        ])
+        .0
+    }
+
     /// Peak resident memory of the daemon, in KiB.
     pub fn peak_rss_kib(&self) -> u64 {
         let pid = self.child.as_ref().map(|c| c.id()).expect("running");
