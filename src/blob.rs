@@ -175,6 +175,19 @@ impl BlobStore for LocalBlobStore {
     }
 }
 
+/// Bytes of the files under `path` (a file or a folder), not following links.
+pub fn disk_usage(path: &Path) -> u64 {
+    let Ok(meta) = fs::symlink_metadata(path) else {
+        return 0;
+    };
+    if !meta.is_dir() {
+        return meta.len();
+    }
+    fs::read_dir(path)
+        .map(|rd| rd.flatten().map(|e| disk_usage(&e.path())).sum())
+        .unwrap_or(0)
+}
+
 /// Size in bytes of the file system holding `path`.
 pub fn disk_size(path: &Path) -> io::Result<u64> {
     let st = statvfs(path)?;

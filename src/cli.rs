@@ -561,10 +561,7 @@ fn run_user(data: &Path, cmd: UserCommand) -> anyhow::Result<()> {
 
 fn add(data_dir: &Path, user: String, source: &str) -> anyhow::Result<()> {
     use base64::Engine as _;
-    let (name, bytes) = if ["magnet:", "http://", "https://"]
-        .iter()
-        .any(|p| source.starts_with(p))
-    {
+    let (name, bytes) = if crate::torrents::pickup::is_link(source) {
         (
             "added.magnet".to_owned(),
             format!("{source}\n").into_bytes(),

@@ -36,8 +36,6 @@ pub struct Metrics {
     /// Cumulative counts per bucket of `BUCKETS`, then the total.
     latency: [AtomicU64; BUCKETS.len() + 1],
     latency_sum_us: AtomicU64,
-    /// Failed sign-ins (wrong password, unknown user, refused while throttled).
-    pub signin_failures: AtomicU64,
     sizes: Mutex<Option<(Instant, u64, u64)>>,
 }
 
@@ -64,6 +62,8 @@ impl Metrics {
 /// What the metrics and the health check read.
 pub struct Sources {
     pub metrics: Arc<Metrics>,
+    /// Failed sign-ins (wrong password, unknown user, refused while held back).
+    pub limiter: Arc<crate::signin::SignInLimiter>,
     pub users: Arc<Users>,
     pub torrents: Arc<Torrents>,
     pub janitor: Arc<Janitor>,
@@ -72,17 +72,8 @@ pub struct Sources {
     pub mount: Option<Arc<dyn Fn() -> (u64, bool) + Send + Sync>>,
 }
 
-fn dir_size(path: &std::path::Path) -> u64 {
-    let Ok(meta) = std::fs::symlink_metadata(path) else {
-        return 0;
-    };
-    if !meta.is_dir() {
-        return meta.len();
-    }
-    std::fs::read_dir(path)
-        .map(|rd| rd.flatten().map(|e| dir_size(&e.path())).sum())
-        .unwrap_or(0)
-}
+/// One per-user figure of `user list`.
+type UserFigure = fn(&crate::users::UserInfo) -> u64;
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -223,8 +214,8 @@ impl Sources {
             match *sizes {
                 Some((at, b, t)) if at.elapsed() < SIZE_TTL => (b, t),
                 _ => {
-                    let b = dir_size(&self.data.join("blobs"));
-                    let t = dir_size(&self.data.join("torrents"));
+                    let b = crate::blob::disk_usage(&self.data.join("blobs"));
+                    let t = crate::blob::disk_usage(&self.data.join("torrents"));
                     *sizes = Some((Instant::now(), b, t));
                     (b, t)
                 }
@@ -248,47 +239,28 @@ impl Sources {
         family(&mut out, "torrentdrive_users", "gauge", "Users.");
         let users = self.users.list().unwrap_or_default();
         let _ = writeln!(out, "torrentdrive_users {}", users.len());
-        family(
-            &mut out,
-            "torrentdrive_user_served_bytes",
-            "gauge",
-            "Bytes read from each user's drive this calendar month (UTC; added every 10 s).",
-        );
-        for u in &users {
-            let _ = writeln!(
-                out,
-                "torrentdrive_user_served_bytes{{user=\"{}\"}} {}",
-                label(&u.name),
-                u.served_month
-            );
-        }
-        family(
-            &mut out,
-            "torrentdrive_user_downloaded_bytes",
-            "gauge",
-            "Bytes of each user's torrents downloaded this calendar month (UTC).",
-        );
-        for u in &users {
-            let _ = writeln!(
-                out,
-                "torrentdrive_user_downloaded_bytes{{user=\"{}\"}} {}",
-                label(&u.name),
-                u.downloaded_month
-            );
-        }
-        family(
-            &mut out,
-            "torrentdrive_user_used_bytes",
-            "gauge",
-            "Bytes each user's files take.",
-        );
-        for u in &users {
-            let _ = writeln!(
-                out,
-                "torrentdrive_user_used_bytes{{user=\"{}\"}} {}",
-                label(&u.name),
-                u.used
-            );
+        let per_user: [(&str, &str, UserFigure); 3] = [
+            (
+                "torrentdrive_user_served_bytes",
+                "Bytes read from each user's drive this calendar month (UTC; added every 10 s).",
+                |u| u.served_month,
+            ),
+            (
+                "torrentdrive_user_downloaded_bytes",
+                "Bytes of each user's torrents downloaded this calendar month (UTC).",
+                |u| u.downloaded_month,
+            ),
+            (
+                "torrentdrive_user_used_bytes",
+                "Bytes each user's files take.",
+                |u| u.used,
+            ),
+        ];
+        for (name, help, value) in per_user {
+            family(&mut out, name, "gauge", help);
+            for u in &users {
+                let _ = writeln!(out, "{name}{{user=\"{}\"}} {}", label(&u.name), value(u));
+            }
         }
 
         family(
@@ -338,7 +310,7 @@ impl Sources {
         let _ = writeln!(
             out,
             "torrentdrive_signin_failures_total {}",
-            m.signin_failures.load(Ordering::Relaxed)
+            self.limiter.failures()
         );
 
         family(

@@ -22,10 +22,11 @@ use torrentdrive_fs::{Drive, FsError, FsResult};
 
 use crate::api::Api;
 use crate::control;
+use crate::drive::Storage;
 use crate::janitor::{Janitor, JanitorOptions};
 use crate::metrics::{self as metrics_http, Metrics, Sources};
 use crate::service::Service;
-use crate::signin::{SignInLimiter, Verdict};
+use crate::signin::{Refused, SignInLimiter};
 use crate::size::{format_size, MinFree};
 use crate::torrents::engine::EngineOptions;
 use crate::torrents::scheduler::{SeedPolicy, StallPolicy};
@@ -112,15 +113,6 @@ fn mount(users: &Arc<Users>, spec: MountSpec) -> anyhow::Result<fuse::Mount> {
 struct UserAuth {
     users: Arc<Users>,
     limiter: Arc<SignInLimiter>,
-    metrics: Arc<Metrics>,
-}
-
-impl UserAuth {
-    fn refused(&self) {
-        self.metrics
-            .signin_failures
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    }
 }
 
 #[async_trait]
@@ -131,40 +123,15 @@ impl Authenticator for UserAuth {
         password: &str,
         client: Option<IpAddr>,
     ) -> Result<Arc<dyn Drive>, Denied> {
-        if let Some(ip) = client {
-            match self.limiter.check(ip) {
-                Verdict::Go => {}
-                Verdict::Wait(delay) => tokio::time::sleep(delay).await,
-                Verdict::Refuse(retry_after) => {
-                    self.refused();
-                    return Err(Denied::TooManyAttempts { retry_after });
-                }
-            }
-        }
-        let rec = match self.users.verify_cached(user, password) {
-            Some(rec) => Some(rec),
-            None => {
-                let (users, user, password) =
-                    (self.users.clone(), user.to_owned(), password.to_owned());
-                tokio::task::spawn_blocking(move || users.verify(&user, &password))
-                    .await
-                    .ok()
-                    .flatten()
-            }
-        };
-        match (rec, client) {
-            (Some(rec), ip) => {
-                if let Some(ip) = ip {
-                    self.limiter.succeeded(ip);
-                }
-                Ok(Arc::new(self.users.storage().drive(&rec)))
-            }
-            (None, ip) => {
-                if let Some(ip) = ip {
-                    self.limiter.failed(ip);
-                }
-                self.refused();
-                Err(Denied::Credentials)
+        match self
+            .limiter
+            .attempt(client, self.users.verify_async(user, password))
+            .await
+        {
+            Ok(rec) => Ok(Arc::new(self.users.storage().drive(&rec))),
+            Err(Refused::Credentials) => Err(Denied::Credentials),
+            Err(Refused::TooManyAttempts(retry_after)) => {
+                Err(Denied::TooManyAttempts { retry_after })
             }
         }
     }
@@ -187,6 +154,18 @@ fn client_addr(peer: SocketAddr, headers: &hyper::HeaderMap) -> IpAddr {
         }
     }
     peer.ip()
+}
+
+/// Adds the traffic counted since the last time to the store.
+async fn flush_traffic(storage: &Arc<Storage>, torrents: &Arc<Torrents>) {
+    let (storage, torrents) = (storage.clone(), torrents.clone());
+    let flushed = tokio::task::spawn_blocking(move || {
+        storage.traffic.flush(storage.store(), Some(&torrents))
+    })
+    .await;
+    if let Ok(Err(e)) = flushed {
+        tracing::warn!(error = %e, "recording traffic");
+    }
 }
 
 fn write_admin_password(data: &Path, password: &str) -> std::io::Result<()> {
@@ -302,12 +281,11 @@ pub async fn serve(service: Service, opts: ServeOptions) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::default());
     // One record of failed sign-ins for WebDAV and the API alike.
     let limiter = Arc::new(SignInLimiter::default());
-    let web_api = Arc::new(WebApi::new(users.clone(), limiter.clone(), metrics.clone()));
+    let web_api = Arc::new(WebApi::new(users.clone(), limiter.clone()));
     let webdav = Arc::new(WebDav::new(
         Arc::new(UserAuth {
             users: users.clone(),
-            limiter,
-            metrics: metrics.clone(),
+            limiter: limiter.clone(),
         }),
         "/dav",
     ));
@@ -319,14 +297,7 @@ pub async fn serve(service: Service, opts: ServeOptions) -> anyhow::Result<()> {
             let mut tick = tokio::time::interval(TRAFFIC_FLUSH);
             loop {
                 tick.tick().await;
-                let (storage, torrents) = (storage.clone(), torrents.clone());
-                let flushed = tokio::task::spawn_blocking(move || {
-                    storage.traffic.flush(storage.store(), Some(&torrents))
-                })
-                .await;
-                if let Ok(Err(e)) = flushed {
-                    tracing::warn!(error = %e, "recording traffic");
-                }
+                flush_traffic(&storage, &torrents).await;
             }
         })
     };
@@ -362,6 +333,7 @@ pub async fn serve(service: Service, opts: ServeOptions) -> anyhow::Result<()> {
             listener,
             Arc::new(Sources {
                 metrics: metrics.clone(),
+                limiter: limiter.clone(),
                 users: users.clone(),
                 torrents: torrents.clone(),
                 janitor: janitor.clone(),
@@ -462,14 +434,7 @@ pub async fn serve(service: Service, opts: ServeOptions) -> anyhow::Result<()> {
         task.abort();
     }
     traffic_task.abort();
-    let last = storage.clone();
-    let torrents_now = torrents.clone();
-    if let Ok(Err(e)) =
-        tokio::task::spawn_blocking(move || last.traffic.flush(last.store(), Some(&torrents_now)))
-            .await
-    {
-        tracing::warn!(error = %e, "recording traffic");
-    }
+    flush_traffic(&storage, &torrents).await;
     torrents.stop().await;
     tracing::info!("stopped");
     Ok(())

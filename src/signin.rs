@@ -3,7 +3,9 @@
 //! the account, so nobody can lock a user out from elsewhere.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -43,6 +45,17 @@ type Clock = Box<dyn Fn() -> Instant + Send + Sync>;
 pub struct SignInLimiter {
     entries: Mutex<HashMap<IpAddr, Entry>>,
     clock: Clock,
+    /// Failed or refused attempts since the start, for the metrics.
+    failures: AtomicU64,
+}
+
+/// Why a sign-in attempt failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// Wrong credentials (or none that exist).
+    Credentials,
+    /// Too many failures from the address: try again after this long.
+    TooManyAttempts(Duration),
 }
 
 impl Default for SignInLimiter {
@@ -57,6 +70,47 @@ impl SignInLimiter {
         SignInLimiter {
             entries: Mutex::new(HashMap::new()),
             clock,
+            failures: AtomicU64::new(0),
+        }
+    }
+
+    /// Failed or refused attempts since the start.
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+
+    /// One sign-in attempt from `client` (if known): held back or refused as the address's
+    /// record says, then `verify` decides, and the outcome goes on the record. Every front
+    /// end signs in through here.
+    pub async fn attempt<T>(
+        &self,
+        client: Option<IpAddr>,
+        verify: impl Future<Output = Option<T>>,
+    ) -> Result<T, Refused> {
+        if let Some(ip) = client {
+            match self.check(ip) {
+                Verdict::Go => {}
+                Verdict::Wait(delay) => tokio::time::sleep(delay).await,
+                Verdict::Refuse(retry_after) => {
+                    self.failures.fetch_add(1, Ordering::Relaxed);
+                    return Err(Refused::TooManyAttempts(retry_after));
+                }
+            }
+        }
+        match verify.await {
+            Some(found) => {
+                if let Some(ip) = client {
+                    self.succeeded(ip);
+                }
+                Ok(found)
+            }
+            None => {
+                if let Some(ip) = client {
+                    self.failed(ip);
+                }
+                self.failures.fetch_add(1, Ordering::Relaxed);
+                Err(Refused::Credentials)
+            }
         }
     }
 

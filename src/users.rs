@@ -246,6 +246,19 @@ impl Users {
     }
 
     /// The user if the password is theirs. Blocking (argon2): call off the async threads.
+    /// `verify` off the async threads (argon2 takes tens of milliseconds), cheap when the
+    /// password was verified recently.
+    pub async fn verify_async(self: &Arc<Self>, name: &str, password: &str) -> Option<UserRec> {
+        if let Some(rec) = self.verify_cached(name, password) {
+            return Some(rec);
+        }
+        let (users, name, password) = (self.clone(), name.to_owned(), password.to_owned());
+        tokio::task::spawn_blocking(move || users.verify(&name, &password))
+            .await
+            .ok()
+            .flatten()
+    }
+
     pub fn verify(&self, name: &str, password: &str) -> Option<UserRec> {
         if let Some(rec) = self.verify_cached(name, password) {
             return Some(rec);

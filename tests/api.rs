@@ -204,6 +204,10 @@ async fn transfers_are_added_listed_and_removed() {
     let server = Server::start();
     server.add_user("t", "transfer-password", None);
     let auth = ["-u", "t:transfer-password"];
+    // curl off the async threads: the seeder runs on them.
+    let call = |method: &str, path: &str, body: Option<&str>| {
+        tokio::task::block_in_place(|| api(&server, &auth, method, path, body))
+    };
     let torrent_file = work.path().join("clip.torrent");
     std::fs::write(&torrent_file, &one.torrent).expect("write");
     let url = format!("http://{}/api/v1/transfers?name=clip", server.addr);
@@ -221,7 +225,7 @@ async fn transfers_are_added_listed_and_removed() {
     assert_eq!(code, 202, "{}", String::from_utf8_lossy(&body));
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let (_, v) = tokio::task::block_in_place(|| api(&server, &auth, "GET", "/transfers", None));
+        let (_, v) = call("GET", "/transfers", None);
         let t = v["transfers"]
             .as_array()
             .and_then(|a| a.first())
@@ -236,65 +240,24 @@ async fn transfers_are_added_listed_and_removed() {
         assert!(Instant::now() < deadline, "not complete: {v}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let (code, v) = tokio::task::block_in_place(|| {
-        api(
-            &server,
-            &auth,
-            "GET",
-            "/files?path=/Downloads/clip.bin",
-            None,
-        )
-    });
+    let (code, v) = call("GET", "/files?path=/Downloads/clip.bin", None);
     assert_eq!((code, v["size"].as_u64()), (200, Some(1 << 20)));
-    let (code, v) = tokio::task::block_in_place(|| {
-        api(
-            &server,
-            &auth,
-            "DELETE",
-            &format!("/transfers/{hash}"),
-            None,
-        )
-    });
+    let (code, v) = call("DELETE", &format!("/transfers/{hash}"), None);
     assert_eq!((code, v["files"].as_u64()), (200, Some(1)));
-    let (code, _) = tokio::task::block_in_place(|| {
-        api(
-            &server,
-            &auth,
-            "GET",
-            "/files?path=/Downloads/clip.bin",
-            None,
-        )
-    });
+    let (code, _) = call("GET", "/files?path=/Downloads/clip.bin", None);
     assert_eq!(code, 404);
-    let (_, v) = tokio::task::block_in_place(|| api(&server, &auth, "GET", "/transfers", None));
+    let (_, v) = call("GET", "/transfers", None);
     assert_eq!(v["transfers"], serde_json::json!([]));
-    let (code, v) = tokio::task::block_in_place(|| {
-        api(
-            &server,
-            &auth,
-            "DELETE",
-            &format!("/transfers/{hash}"),
-            None,
-        )
-    });
+    let (code, v) = call("DELETE", &format!("/transfers/{hash}"), None);
     assert_eq!((code, code_of(&v)), (404, "not_found"));
     // A magnet link as JSON.
     let magnet = format!("magnet:?xt=urn:btih:{hash}&dn=clip.bin&tr={}", tracker.url);
     let body = serde_json::json!({ "link": magnet }).to_string();
-    let (code, v) =
-        tokio::task::block_in_place(|| api(&server, &auth, "POST", "/transfers", Some(&body)));
+    let (code, v) = call("POST", "/transfers", Some(&body));
     assert_eq!(code, 202, "{v}");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let (code, _) = tokio::task::block_in_place(|| {
-            api(
-                &server,
-                &auth,
-                "GET",
-                "/files?path=/Downloads/clip.bin",
-                None,
-            )
-        });
+        let (code, _) = call("GET", "/files?path=/Downloads/clip.bin", None);
         if code == 200 {
             break;
         }

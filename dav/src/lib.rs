@@ -223,7 +223,8 @@ fn status_response(status: StatusCode, text: &'static str) -> Response<Body> {
     res
 }
 
-fn basic_credentials<B>(req: &Request<B>) -> Option<(String, String)> {
+/// The user name and password of an HTTP Basic `Authorization` header.
+pub fn basic_credentials<B>(req: &Request<B>) -> Option<(String, String)> {
     let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, encoded) = value.split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("basic") {

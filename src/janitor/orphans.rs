@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime};
 use super::{JanitorError, Report};
 use crate::drive::Storage;
 use crate::size::format_size;
+use crate::torrents::metainfo::unhex;
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> JanitorError + '_ {
     move |source| JanitorError::Io {
@@ -38,19 +39,6 @@ fn old_enough(path: &Path, grace: Duration) -> Result<bool, JanitorError> {
     Ok(SystemTime::now()
         .duration_since(modified)
         .is_ok_and(|age| age >= grace))
-}
-
-/// Bytes under `path` (a file or a folder).
-fn size_of(path: &Path) -> u64 {
-    let Ok(meta) = std::fs::symlink_metadata(path) else {
-        return 0;
-    };
-    if !meta.is_dir() {
-        return meta.len();
-    }
-    std::fs::read_dir(path)
-        .map(|rd| rd.flatten().map(|e| size_of(&e.path())).sum())
-        .unwrap_or(0)
 }
 
 /// Blob files (`blobs/xx/<32 hex>`) whose id no file references.
@@ -81,18 +69,7 @@ fn orphan_torrents(storage: &Storage, data: &Path) -> Result<Vec<PathBuf>, Janit
     let mut found = Vec::new();
     for entry in entries(&data.join("torrents"))? {
         let path = entry.path();
-        let Some(hash) = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .filter(|n| n.len() == 40)
-            .and_then(|n| {
-                let mut hash = [0u8; 20];
-                for (i, byte) in hash.iter_mut().enumerate() {
-                    *byte = u8::from_str_radix(n.get(2 * i..2 * i + 2)?, 16).ok()?;
-                }
-                Some(hash)
-            })
-        else {
+        let Some(hash) = path.file_name().and_then(|n| n.to_str()).and_then(unhex) else {
             continue;
         };
         let referenced = storage.store().read(|tx| tx.torrent(&hash))?.is_some();
@@ -128,7 +105,7 @@ pub(super) fn run(
         if !old_enough(&path, grace)? {
             continue;
         }
-        let bytes = size_of(&path);
+        let bytes = crate::blob::disk_usage(&path);
         if !dry_run {
             let removed = if path.is_dir() {
                 std::fs::remove_dir_all(&path)

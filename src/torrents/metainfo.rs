@@ -66,6 +66,18 @@ pub fn hex(hash: &[u8; 20]) -> String {
     hash.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The info hash written as 40 hex digits by `hex`.
+pub fn unhex(text: &str) -> Option<[u8; 20]> {
+    if text.len() != 40 {
+        return None;
+    }
+    let mut hash = [0u8; 20];
+    for (i, byte) in hash.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(hash)
+}
+
 fn check(name: &str) -> Result<(), MetaError> {
     check_name(name).map_err(|e| MetaError::BadName {
         name: name.chars().take(80).collect(),

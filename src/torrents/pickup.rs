@@ -499,6 +499,15 @@ fn create_files(
     Ok(dead)
 }
 
+/// Whether `text` is something a `.magnet` drop takes: a magnet link or an http(s) URL of
+/// a `.torrent`, on one line.
+pub fn is_link(text: &str) -> bool {
+    ["magnet:", "http://", "https://"]
+        .iter()
+        .any(|p| text.starts_with(p))
+        && !text.contains(['\n', '\r'])
+}
+
 /// Peer addresses a magnet link suggests (`x.pe=host:port`, BEP 9), numeric only.
 fn peer_hints(link: &str) -> Vec<std::net::SocketAddr> {
     let Some((_, query)) = link.split_once('?') else {

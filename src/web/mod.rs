@@ -17,8 +17,7 @@ use torrentdrive_dav::Body;
 use torrentdrive_fs::{split_path, Attr, Drive, FsError, RenameOptions};
 
 use crate::drive::UserDrive;
-use crate::metrics::Metrics;
-use crate::signin::{SignInLimiter, Verdict};
+use crate::signin::{Refused, SignInLimiter};
 use crate::store::UserRec;
 use crate::torrents::status::transfers_of;
 use crate::users::Users;
@@ -160,16 +159,11 @@ struct TokenBody {
 pub struct WebApi {
     users: Arc<Users>,
     limiter: Arc<SignInLimiter>,
-    metrics: Arc<Metrics>,
 }
 
 impl WebApi {
-    pub fn new(users: Arc<Users>, limiter: Arc<SignInLimiter>, metrics: Arc<Metrics>) -> WebApi {
-        WebApi {
-            users,
-            limiter,
-            metrics,
-        }
+    pub fn new(users: Arc<Users>, limiter: Arc<SignInLimiter>) -> WebApi {
+        WebApi { users, limiter }
     }
 
     /// Answers one request under `/api/v1/`.
@@ -276,69 +270,42 @@ impl WebApi {
                 "sign in with a token (Authorization: Bearer) or Basic credentials",
             )
         };
-        let value = req
+        let bearer = req
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .ok_or_else(denied)?
-            .to_owned();
-        let (scheme, credentials) = value.split_once(' ').ok_or_else(denied)?;
-        match self.limiter.check(client) {
-            Verdict::Go => {}
-            Verdict::Wait(d) => tokio::time::sleep(d).await,
-            Verdict::Refuse(retry) => {
-                return Err(ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "too_many_attempts",
-                    format!(
-                        "too many failed sign-ins from this address; try again in {} s",
-                        retry.as_secs().max(1)
-                    ),
-                ))
-            }
-        }
-        let found = if scheme.eq_ignore_ascii_case("bearer") {
-            let token = credentials.trim().to_owned();
-            let users = self.users.clone();
-            tokio::task::spawn_blocking(move || {
-                let id = crate::tokens::user_of(users.storage().store(), &token).ok()??;
-                users.all().ok()?.into_iter().find(|u| u.id == id)
-            })
-            .await
-            .ok()
-            .flatten()
-        } else if scheme.eq_ignore_ascii_case("basic") {
-            use base64::Engine as _;
-            let decoded = base64::engine::general_purpose::STANDARD
-                .decode(credentials.trim())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim().to_owned());
+        let basic = torrentdrive_dav::basic_credentials(req);
+        let users = self.users.clone();
+        let verify = async move {
+            match (bearer, basic) {
+                (Some(token), _) => tokio::task::spawn_blocking(move || {
+                    let id = crate::tokens::user_of(users.storage().store(), &token).ok()??;
+                    users.all().ok()?.into_iter().find(|u| u.id == id)
+                })
+                .await
                 .ok()
-                .and_then(|d| String::from_utf8(d).ok());
-            match decoded.as_deref().and_then(|d| d.split_once(':')) {
-                Some((name, password)) => {
-                    let (users, name, password) =
-                        (self.users.clone(), name.to_owned(), password.to_owned());
-                    tokio::task::spawn_blocking(move || users.verify(&name, &password))
-                        .await
-                        .ok()
-                        .flatten()
-                }
-                None => None,
+                .flatten(),
+                (None, Some((name, password))) => users.verify_async(&name, &password).await,
+                (None, None) => None,
             }
-        } else {
-            None
         };
-        match found {
-            Some(user) => {
-                self.limiter.succeeded(client);
-                Ok(user)
-            }
-            None => {
-                self.limiter.failed(client);
-                self.metrics
-                    .signin_failures
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                Err(denied())
-            }
+        if !req.headers().contains_key(header::AUTHORIZATION) {
+            return Err(denied()); // not an attempt: nothing to hold against the address
+        }
+        match self.limiter.attempt(Some(client), verify).await {
+            Ok(user) => Ok(user),
+            Err(Refused::Credentials) => Err(denied()),
+            Err(Refused::TooManyAttempts(retry)) => Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_attempts",
+                format!(
+                    "too many failed sign-ins from this address; try again in {} s",
+                    retry.as_secs().max(1)
+                ),
+            )),
         }
     }
 
@@ -392,11 +359,7 @@ impl WebApi {
         let (name, data) = if content_type.starts_with("application/json") {
             let body: LinkBody = read_json(req).await?;
             let link = body.link.trim().to_owned();
-            if !["magnet:", "http://", "https://"]
-                .iter()
-                .any(|p| link.starts_with(p))
-                || link.contains('\n')
-            {
+            if !crate::torrents::pickup::is_link(&link) {
                 return Err(ApiError::new(
                     StatusCode::BAD_REQUEST,
                     "bad_link",
@@ -427,19 +390,8 @@ impl WebApi {
     }
 }
 
-fn hash_from_hex(id: &str) -> Option<[u8; 20]> {
-    if id.len() != 40 {
-        return None;
-    }
-    let mut hash = [0u8; 20];
-    for (i, byte) in hash.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(id.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(hash)
-}
-
 async fn remove_transfer(drive: &UserDrive, id: &str) -> ApiResult {
-    let hash = hash_from_hex(id).ok_or_else(|| {
+    let hash = crate::torrents::metainfo::unhex(id).ok_or_else(|| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "bad_id",

@@ -38,8 +38,9 @@ struct Slot {
 
 /// The drives the mount has shown, by slot (index + 1), and the counted inode numbers.
 pub struct Inodes {
-    /// `Some` when the mount shows a single drive at its root.
-    single: bool,
+    /// The root node of the drive at the mount's root, when the mount shows a single drive
+    /// (slot 1); `None` for a folder of drives.
+    single: Option<NodeId>,
     slots: RwLock<Vec<Slot>>,
     counted: Mutex<Counted>,
 }
@@ -54,13 +55,14 @@ struct Counted {
 impl Inodes {
     /// Inode numbers for one drive mounted at the root.
     pub fn single(drive: Arc<dyn Drive>) -> Inodes {
+        let root = drive.root();
         let inodes = Inodes::many();
         inodes.slots_mut().push(Slot {
             name: String::new(),
             drive,
         });
         Inodes {
-            single: true,
+            single: Some(root),
             ..inodes
         }
     }
@@ -68,7 +70,7 @@ impl Inodes {
     /// Inode numbers for a folder of drives, added with `slot_of`.
     pub fn many() -> Inodes {
         Inodes {
-            single: false,
+            single: None,
             slots: RwLock::new(Vec::new()),
             counted: Mutex::new(Counted {
                 next: ROOT_INO + 1,
@@ -117,12 +119,8 @@ impl Inodes {
 
     /// The inode number of `node` in the drive in `slot`.
     pub fn ino(&self, slot: u16, node: NodeId) -> u64 {
-        if self.single && slot == 1 {
-            if let Ok(drive) = self.drive(1) {
-                if drive.root() == node {
-                    return ROOT_INO;
-                }
-            }
+        if slot == 1 && self.single == Some(node) {
+            return ROOT_INO;
         }
         if node.0 <= NODE_MASK && node.0 != 0 {
             return (u64::from(slot) << NODE_BITS) | node.0;
@@ -141,10 +139,10 @@ impl Inodes {
     /// What inode number `ino` stands for.
     pub fn target(&self, ino: u64) -> FsResult<Target> {
         let (slot, node) = if ino == ROOT_INO {
-            if !self.single {
-                return Ok(Target::Drives);
+            match self.single {
+                Some(root) => (1, root),
+                None => return Ok(Target::Drives),
             }
-            (1, self.drive(1)?.root())
         } else if ino >> NODE_BITS == 0 {
             let counted = self.counted.lock().unwrap_or_else(|e| e.into_inner());
             *counted.by_ino.get(&ino).ok_or(FsError::NotFound)?
