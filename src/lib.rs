@@ -15,6 +15,7 @@ pub mod janitor;
 pub mod metrics;
 pub mod server;
 pub mod service;
+pub mod sessions;
 pub mod signin;
 pub mod size;
 mod staging;

@@ -10,13 +10,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use async_trait::async_trait;
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use torrentdrive_dav::{Authenticator, Body, ClientAddr, Denied, WebDav};
+use torrentdrive_dav::{Authenticator, ClientAddr, Denied, WebDav};
 use torrentdrive_fs::fuse::{self, DriveSet, MountOptions, Tree};
 use torrentdrive_fs::{Drive, FsError, FsResult};
 
@@ -32,7 +33,7 @@ use crate::torrents::engine::EngineOptions;
 use crate::torrents::scheduler::{SeedPolicy, StallPolicy};
 use crate::torrents::Torrents;
 use crate::users::Users;
-use crate::web::WebApi;
+use crate::web::{full, ResponseBody, WebApi};
 
 pub const ADMIN_PASSWORD_FILE: &str = "admin-password";
 /// How often counted traffic is added to the store.
@@ -186,27 +187,18 @@ async fn route(
     metrics: Arc<Metrics>,
     peer: SocketAddr,
     mut req: Request<Incoming>,
-) -> Result<Response<Body>, Infallible> {
+) -> Result<Response<ResponseBody>, Infallible> {
     let client = client_addr(peer, req.headers());
     req.extensions_mut().insert(ClientAddr(client));
-    if req.uri().path() == "/api/v1" || req.uri().path().starts_with("/api/v1/") {
+    if WebApi::serves(req.uri().path()) {
         return web_api.handle(req, client).await;
     }
     let started = Instant::now();
     let (method, path) = (req.method().clone(), req.uri().path().to_owned());
     let res = if path == "/dav" || path.starts_with("/dav/") {
-        webdav.handle(req).await
-    } else if path == "/" {
-        // The web page takes `/` later; until then, point browsers at the drive.
-        let mut res = Response::new(Body::from("see /dav/\n"));
-        *res.status_mut() = StatusCode::FOUND;
-        res.headers_mut().insert(
-            hyper::header::LOCATION,
-            hyper::header::HeaderValue::from_static("/dav/"),
-        );
-        res
+        webdav.handle(req).await.map(BodyExt::boxed_unsync)
     } else {
-        let mut res = Response::new(Body::from("not found\n"));
+        let mut res = Response::new(full("not found\n"));
         *res.status_mut() = StatusCode::NOT_FOUND;
         res
     };
@@ -281,7 +273,7 @@ pub async fn serve(service: Service, opts: ServeOptions) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::default());
     // One record of failed sign-ins for WebDAV and the API alike.
     let limiter = Arc::new(SignInLimiter::default());
-    let web_api = Arc::new(WebApi::new(users.clone(), limiter.clone()));
+    let web_api = Arc::new(WebApi::new(users.clone(), limiter.clone(), tls.is_some()));
     let webdav = Arc::new(WebDav::new(
         Arc::new(UserAuth {
             users: users.clone(),

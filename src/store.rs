@@ -38,6 +38,8 @@ const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 const API_TOKENS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("api_tokens");
 /// (user id, calendar month "YYYY-MM" in UTC) → (bytes served, bytes downloaded).
 const TRAFFIC: TableDefinition<(u64, &str), (u64, u64)> = TableDefinition::new("traffic");
+/// BLAKE3 hash of a web page session's cookie → its record.
+const SESSIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sessions");
 
 /// Bumped when a record's encoding changes incompatibly.
 const RECORD_VERSION: u8 = 1;
@@ -121,6 +123,15 @@ pub struct TokenRec {
     /// What the user called it.
     pub name: String,
     pub created: i64,
+}
+
+/// A signed-in web page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRec {
+    pub user: u64,
+    pub created: i64,
+    /// Nanoseconds since the Unix epoch; the session is dead after it.
+    pub expires: i64,
 }
 
 /// A torrent some drive shows.
@@ -238,6 +249,7 @@ pub struct ReadTx {
     transfers: Cached<(u64, &'static [u8]), &'static [u8]>,
     traffic: Cached<(u64, &'static str), (u64, u64)>,
     api_tokens: Cached<&'static [u8], &'static [u8]>,
+    sessions: Cached<&'static [u8], &'static [u8]>,
 }
 /// A write transaction: nothing is visible until the closure passed to `Store::write`
 /// returns `Ok`, and then all of it is, durably. It records which entries and nodes it
@@ -424,6 +436,28 @@ macro_rules! read_methods {
             Ok(out)
         }
 
+        /// The session whose BLAKE3 hash is `hash`.
+        pub fn session(&self, hash: &[u8; 32]) -> StoreResult<Option<SessionRec>> {
+            let t = self.sessions_t()?;
+            let v = t.get(hash.as_slice())?;
+            v.map(|v| decode(v.value())).transpose()
+        }
+
+        /// Every session: (hash, record).
+        pub fn sessions(&self) -> StoreResult<Vec<([u8; 32], SessionRec)>> {
+            let t = self.sessions_t()?;
+            let mut out = Vec::new();
+            for entry in t.iter()? {
+                let (k, v) = entry?;
+                let hash: [u8; 32] = k
+                    .value()
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("session key is not 32 bytes".into()))?;
+                out.push((hash, decode(v.value())?));
+            }
+            Ok(out)
+        }
+
         /// (bytes served, bytes downloaded) of a user in a month ("YYYY-MM").
         pub fn traffic(&self, user: u64, month: &str) -> StoreResult<(u64, u64)> {
             let t = self.traffic_t()?;
@@ -471,6 +505,7 @@ cached_tables! {
     transfers / transfers_t: TRANSFERS => (u64, &'static [u8]), &'static [u8];
     traffic / traffic_t: TRAFFIC => (u64, &'static str), (u64, u64);
     api_tokens / api_tokens_t: API_TOKENS => &'static [u8], &'static [u8];
+    sessions / sessions_t: SESSIONS => &'static [u8], &'static [u8];
 }
 
 impl ReadTx {
@@ -640,6 +675,18 @@ impl WriteTx {
         Ok(())
     }
 
+    pub fn put_session(&self, hash: &[u8; 32], rec: &SessionRec) -> StoreResult<()> {
+        self.0
+            .open_table(SESSIONS)?
+            .insert(hash.as_slice(), encode(rec).as_slice())?;
+        Ok(())
+    }
+
+    pub fn remove_session(&self, hash: &[u8; 32]) -> StoreResult<()> {
+        self.0.open_table(SESSIONS)?.remove(hash.as_slice())?;
+        Ok(())
+    }
+
     /// Forgets all of a user's traffic (the user is removed).
     pub fn remove_traffic(&self, user: u64) -> StoreResult<()> {
         let mut t = self.0.open_table(TRAFFIC)?;
@@ -738,6 +785,7 @@ impl Store {
             tx.0.open_table(COUNTERS)?;
             tx.0.open_table(TRAFFIC)?;
             tx.0.open_table(API_TOKENS)?;
+            tx.0.open_table(SESSIONS)?;
             Ok::<_, StoreError>(())
         })?;
         Ok(store)
@@ -762,7 +810,7 @@ impl Store {
         }
         copy_tables!(
             NODES, CHILDREN, XATTRS, USERS, USAGE, BLOB_REFS, INLINE, TORRENTS, TRANSFERS,
-            COUNTERS, TRAFFIC, API_TOKENS
+            COUNTERS, TRAFFIC, API_TOKENS, SESSIONS
         );
         dst.commit()?;
         let mut blobs = Vec::new();

@@ -194,6 +194,7 @@ impl Users {
                 .ok_or_else(|| UserError::NotFound(name.to_owned()))?;
             rec.password_hash = password_hash;
             tx.put_user(&rec)?;
+            crate::sessions::end_all(tx, rec.id)?;
             Ok::<_, UserError>(())
         })?;
         self.forget(name);
@@ -221,6 +222,7 @@ impl Users {
             tx.remove_usage(rec.id)?;
             tx.remove_traffic(rec.id)?;
             crate::tokens::remove_all(tx, rec.id)?;
+            crate::sessions::end_all(tx, rec.id)?;
             tx.remove_user(name)?;
             Ok::<_, UserError>(dead)
         })?;

@@ -1,21 +1,26 @@
-//! The JSON API under `/api/v1/`, for scripts (and, next, the web page). Handlers work on
-//! the signed-in user's `Drive`, `/Add` and the token store: the same paths WebDAV and the
-//! CLI take, so the API has no policy of its own. `openapi.json` describes it.
+//! The web page at `/` and the JSON API under `/api/v1/` that it and scripts use. Handlers
+//! work on the signed-in user's `Drive`, `/Add` and the token store: the same paths WebDAV
+//! and the CLI take, so neither has policy of its own. `openapi.json` describes the API.
 //!
 //! Errors are `{"error": {"code", "message"}}`, with codes from `FsError::code`.
+
+mod auth;
+mod content;
+mod page;
 
 use std::convert::Infallible;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use http_body_util::{BodyExt, Limited};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{header, Method, Request, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use torrentdrive_dav::Body;
 use torrentdrive_fs::{split_path, Attr, Drive, FsError, RenameOptions};
 
+use self::auth::{Caller, Via};
 use crate::drive::UserDrive;
 use crate::signin::{Refused, SignInLimiter};
 use crate::store::UserRec;
@@ -28,6 +33,16 @@ const MAX_JSON: usize = 64 << 10;
 const MAX_TORRENT: usize = 16 << 20;
 const OPENAPI: &str = include_str!("openapi.json");
 
+/// Every response body of the web front end (and the server's, which carries WebDAV's).
+pub type ResponseBody = http_body_util::combinators::UnsyncBoxBody<Bytes, std::io::Error>;
+
+/// A body of bytes already in hand.
+pub fn full(data: impl Into<Bytes>) -> ResponseBody {
+    Full::new(data.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
 /// A failed API request: its status, stable code and message.
 #[derive(Debug)]
 pub struct ApiError {
@@ -37,7 +52,11 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+    pub(crate) fn new(
+        status: StatusCode,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> ApiError {
         ApiError {
             status,
             code,
@@ -63,10 +82,10 @@ impl From<crate::store::StoreError> for ApiError {
     }
 }
 
-type ApiResult = Result<Response<Body>, ApiError>;
+type ApiResult = Result<Response<ResponseBody>, ApiError>;
 
-fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
-    let mut res = Response::new(Body::from(format!("{value}\n")));
+fn json_response(status: StatusCode, value: &Value) -> Response<ResponseBody> {
+    let mut res = Response::new(full(format!("{value}\n")));
     *res.status_mut() = status;
     res.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -75,12 +94,13 @@ fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
     res
 }
 
-fn error_response(e: &ApiError) -> Response<Body> {
+fn error_response(e: &ApiError) -> Response<ResponseBody> {
     let mut res = json_response(
         e.status,
         &json!({"error": {"code": e.code, "message": e.message}}),
     );
-    if e.status == StatusCode::UNAUTHORIZED {
+    // Not for a session that ended: the browser would pop up its own password prompt.
+    if e.status == StatusCode::UNAUTHORIZED && e.code == "unauthorized" {
         res.headers_mut().insert(
             header::WWW_AUTHENTICATE,
             header::HeaderValue::from_static("Bearer realm=\"torrentdrive\""),
@@ -89,7 +109,7 @@ fn error_response(e: &ApiError) -> Response<Body> {
     res
 }
 
-fn attr_json(path: &str, name: &str, a: &Attr) -> Value {
+pub(crate) fn attr_json(path: &str, name: &str, a: &Attr) -> Value {
     let mtime = a
         .mtime
         .duration_since(std::time::UNIX_EPOCH)
@@ -110,7 +130,7 @@ fn child_path(dir: &str, name: &str) -> String {
 }
 
 /// The query parameter `key`, percent-decoded.
-fn query_param(req: &Request<Incoming>, key: &str) -> Option<String> {
+pub(crate) fn query_param<B>(req: &Request<B>, key: &str) -> Option<String> {
     let query = req.uri().query()?;
     url::form_urlencoded::parse(query.as_bytes())
         .find(|(k, _)| k == key)
@@ -155,23 +175,43 @@ struct TokenBody {
     name: String,
 }
 
-/// The JSON API.
+#[derive(Deserialize)]
+struct SignInBody {
+    user: String,
+    password: String,
+}
+
+/// The web page and the JSON API.
 pub struct WebApi {
     users: Arc<Users>,
     limiter: Arc<SignInLimiter>,
+    /// Served over TLS: session cookies are `Secure`.
+    tls: bool,
 }
 
 impl WebApi {
-    pub fn new(users: Arc<Users>, limiter: Arc<SignInLimiter>) -> WebApi {
-        WebApi { users, limiter }
+    pub fn new(users: Arc<Users>, limiter: Arc<SignInLimiter>, tls: bool) -> WebApi {
+        WebApi {
+            users,
+            limiter,
+            tls,
+        }
     }
 
-    /// Answers one request under `/api/v1/`.
+    /// Whether `path` is the page's or the API's.
+    pub fn serves(path: &str) -> bool {
+        path == "/api/v1" || path.starts_with("/api/v1/") || page::asset(path).is_some()
+    }
+
+    /// Answers one request for the page or under `/api/v1/`.
     pub async fn handle(
         &self,
         req: Request<Incoming>,
         client: IpAddr,
-    ) -> Result<Response<Body>, Infallible> {
+    ) -> Result<Response<ResponseBody>, Infallible> {
+        if let Some(asset) = page::asset(req.uri().path()) {
+            return Ok(page::serve(asset, &req));
+        }
         let result = self.route(req, client).await;
         Ok(result.unwrap_or_else(|e| error_response(&e)))
     }
@@ -181,7 +221,7 @@ impl WebApi {
         let rest = path.strip_prefix("/api/v1").unwrap_or_default().to_owned();
         let method = req.method().clone();
         if rest == "/openapi.json" && method == Method::GET {
-            let mut res = Response::new(Body::from(OPENAPI));
+            let mut res = Response::new(full(OPENAPI));
             res.headers_mut().insert(
                 header::CONTENT_TYPE,
                 header::HeaderValue::from_static("application/json"),
@@ -194,7 +234,9 @@ impl WebApi {
             "/files",
             "/files/mkdir",
             "/files/move",
+            "/files/content",
             "/tokens",
+            "/session",
         ];
         let with_id = ["/transfers/", "/tokens/"];
         if !known.contains(&rest.as_str()) && !with_id.iter().any(|p| rest.starts_with(p)) {
@@ -204,9 +246,22 @@ impl WebApi {
                 format!("no endpoint {path}"),
             ));
         }
-        let user = self.sign_in(&req, client).await?;
+        if rest == "/session" && method == Method::POST {
+            return self.sign_in(req, client).await;
+        }
+        // A stream ticket reads one file's content, nothing else.
+        let content_path = match (rest.as_str(), &method) {
+            ("/files/content", &Method::GET | &Method::HEAD) => query_param(&req, "path")
+                .and_then(|p| split_path(&p).ok().map(|n| format!("/{}", n.join("/")))),
+            _ => None,
+        };
+        let caller = self.caller(&req, client, content_path.as_deref()).await?;
+        auth::check_csrf(&req, &caller)?;
+        let user = caller.user.clone();
         let drive = self.users.storage().drive(&user);
         match (&method, rest.as_str()) {
+            (&Method::GET, "/session") => session_info(&caller),
+            (&Method::DELETE, "/session") => self.sign_out(&caller),
             (&Method::GET, "/account") => self.account(&user, &drive).await,
             (&Method::GET, "/transfers") => self.transfers(&user),
             (&Method::POST, "/transfers") => self.add_transfer(req, &drive).await,
@@ -215,12 +270,19 @@ impl WebApi {
             }
             (&Method::GET, "/files") => {
                 let path = query_param(&req, "path").unwrap_or_else(|| "/".into());
-                files(&drive, &path).await
+                files(&drive, &user, &path).await
             }
+            (&Method::GET | &Method::HEAD, "/files/content") => {
+                let path = required_path(&req)?;
+                content::get(&drive, &path, &req).await
+            }
+            (&Method::PUT, "/files/content") => {
+                let path = required_path(&req)?;
+                content::put(&drive, &path, req).await
+            }
+            (_, "/files/content") => Err(content::not_allowed(&method)),
             (&Method::DELETE, "/files") => {
-                let path = query_param(&req, "path").ok_or_else(|| {
-                    ApiError::new(StatusCode::BAD_REQUEST, "missing_path", "give ?path=")
-                })?;
+                let path = required_path(&req)?;
                 delete(&drive, &path).await
             }
             (&Method::POST, "/files/mkdir") => {
@@ -260,53 +322,63 @@ impl WebApi {
         }
     }
 
-    /// The user of a Bearer token or Basic credentials. Failures from one address are held
-    /// back as for WebDAV.
-    async fn sign_in(&self, req: &Request<Incoming>, client: IpAddr) -> Result<UserRec, ApiError> {
-        let denied = || {
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "sign in with a token (Authorization: Bearer) or Basic credentials",
-            )
-        };
-        let bearer = req
+    /// `POST /session`: a password for a session cookie, held back like any sign-in.
+    async fn sign_in(&self, req: Request<Incoming>, client: IpAddr) -> ApiResult {
+        let secure = auth::is_https(&req, self.tls);
+        // Only JSON: a form on another site can post text/plain that parses as JSON, and
+        // would sign the browser in as someone else.
+        let json = req
             .headers()
-            .get(header::AUTHORIZATION)
+            .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim().to_owned());
-        let basic = torrentdrive_dav::basic_credentials(req);
+            .is_some_and(|v| v.to_ascii_lowercase().starts_with("application/json"));
+        if !json {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send application/json {\"user\", \"password\"}",
+            ));
+        }
+        let body: SignInBody = read_json(req).await?;
         let users = self.users.clone();
-        let verify = async move {
-            match (bearer, basic) {
-                (Some(token), _) => tokio::task::spawn_blocking(move || {
-                    let id = crate::tokens::user_of(users.storage().store(), &token).ok()??;
-                    users.all().ok()?.into_iter().find(|u| u.id == id)
-                })
-                .await
-                .ok()
-                .flatten(),
-                (None, Some((name, password))) => users.verify_async(&name, &password).await,
-                (None, None) => None,
+        let verify = async move { users.verify_async(&body.user, &body.password).await };
+        let user = match self.limiter.attempt(Some(client), verify).await {
+            Ok(user) => user,
+            Err(Refused::Credentials) => {
+                return Err(ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "bad_credentials",
+                    "wrong user name or password",
+                ))
             }
+            Err(Refused::TooManyAttempts(retry)) => return Err(auth::too_many(retry)),
         };
-        if !req.headers().contains_key(header::AUTHORIZATION) {
-            return Err(denied()); // not an attempt: nothing to hold against the address
+        let secret = crate::sessions::create(self.users.storage().store(), user.id)?;
+        let mut res = json_response(
+            StatusCode::CREATED,
+            &json!({"user": user.name, "csrf": crate::sessions::csrf_token(&secret)}),
+        );
+        if let Ok(v) = auth::set_cookie(&secret, secure).parse() {
+            res.headers_mut().insert(header::SET_COOKIE, v);
         }
-        match self.limiter.attempt(Some(client), verify).await {
-            Ok(user) => Ok(user),
-            Err(Refused::Credentials) => Err(denied()),
-            Err(Refused::TooManyAttempts(retry)) => Err(ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_attempts",
-                format!(
-                    "too many failed sign-ins from this address; try again in {} s",
-                    retry.as_secs().max(1)
-                ),
-            )),
+        Ok(res)
+    }
+
+    /// `DELETE /session`: sign out.
+    fn sign_out(&self, caller: &Caller) -> ApiResult {
+        let Via::Session(secret) = &caller.via else {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "no_session",
+                "only the page's session can sign out; revoke a token instead",
+            ));
+        };
+        crate::sessions::end(self.users.storage().store(), secret)?;
+        let mut res = json_response(StatusCode::OK, &json!({"signed_out": caller.user.name}));
+        if let Ok(v) = auth::clear_cookie().parse() {
+            res.headers_mut().insert(header::SET_COOKIE, v);
         }
+        Ok(res)
     }
 
     async fn account(&self, user: &UserRec, drive: &UserDrive) -> ApiResult {
@@ -406,18 +478,47 @@ async fn remove_transfer(drive: &UserDrive, id: &str) -> ApiResult {
 }
 
 /// The checked names of an absolute drive path.
-fn names(path: &str) -> Result<Vec<&str>, ApiError> {
+pub(crate) fn names(path: &str) -> Result<Vec<&str>, ApiError> {
     Ok(split_path(path)?)
 }
 
-async fn files(drive: &UserDrive, path: &str) -> ApiResult {
+/// `GET /session`: who the page is signed in as, and its CSRF token.
+fn session_info(caller: &Caller) -> ApiResult {
+    let Via::Session(secret) = &caller.via else {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "no_session",
+            "this request was not made with a session cookie",
+        ));
+    };
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"user": caller.user.name, "csrf": crate::sessions::csrf_token(secret)}),
+    ))
+}
+
+fn required_path(req: &Request<Incoming>) -> Result<String, ApiError> {
+    query_param(req, "path")
+        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "missing_path", "give ?path="))
+}
+
+async fn files(drive: &UserDrive, user: &UserRec, path: &str) -> ApiResult {
     let names = names(path)?;
     let attr = drive.resolve(&names).await?;
     let here = format!("/{}", names.join("/"));
     let name = names.last().copied().unwrap_or("");
     if !attr.is_dir() {
         let mut file = attr_json(&here, name, &attr);
+        let query: String = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("path", &here)
+            .finish();
+        let ticket: String = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("path", &here)
+            .append_pair("ticket", &auth::ticket(user, &here))
+            .finish();
         file["url"] = json!(format!("/dav{}", torrentdrive_dav::encode_path(&here)));
+        file["content_url"] = json!(format!("/api/v1/files/content?{query}"));
+        file["stream_url"] = json!(format!("/api/v1/files/content?{ticket}"));
         return Ok(json_response(StatusCode::OK, &file));
     }
     let entries: Vec<Value> = drive
@@ -432,7 +533,7 @@ async fn files(drive: &UserDrive, path: &str) -> ApiResult {
     ))
 }
 
-async fn parent_of<'a>(
+pub(crate) async fn parent_of<'a>(
     drive: &UserDrive,
     names: &'a [&'a str],
 ) -> Result<(Attr, &'a str), ApiError> {
