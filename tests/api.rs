@@ -18,7 +18,12 @@ fn api(
 ) -> (u16, Value) {
     let url = format!("http://{}/api/v1{path}", server.addr);
     let mut args: Vec<&str> = auth.to_vec();
-    args.extend(["-X", method]);
+    // curl waits for a body after `-X HEAD`; `-I` knows better.
+    if method == "HEAD" {
+        args.push("-I");
+    } else {
+        args.extend(["-X", method]);
+    }
     if let Some(b) = body {
         args.extend(["-H", "Content-Type: application/json", "--data-binary", b]);
     }
@@ -287,9 +292,11 @@ fn the_openapi_document_matches_the_server() {
         [
             "/account",
             "/files",
+            "/files/content",
             "/files/mkdir",
             "/files/move",
             "/openapi.json",
+            "/session",
             "/tokens",
             "/tokens/{id}",
             "/transfers",
@@ -301,7 +308,11 @@ fn the_openapi_document_matches_the_server() {
         let concrete = path.replace("{id}", "0000000000000000000000000000000000000000");
         for method in ops.as_object().expect("operations").keys() {
             let method = method.to_uppercase();
-            let query = if path == "/files" { "?path=/" } else { "" };
+            let query = if path.starts_with("/files") && !path.contains("/m") {
+                "?path=/"
+            } else {
+                ""
+            };
             let body = (method == "POST").then_some("{}");
             let (code, v) = api(&server, &auth, &method, &format!("{concrete}{query}"), body);
             // Served by a handler: anything but "no such endpoint" or "method not allowed".
@@ -320,4 +331,390 @@ fn the_openapi_document_matches_the_server() {
             );
         }
     }
+}
+
+/// Headers of a curl `-D` dump, lower-cased names.
+fn header(dump: &str, name: &str) -> Option<String> {
+    dump.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().to_owned())
+    })
+}
+
+/// curl with response headers: (status, headers, body).
+fn curl_headers(args: &[&str]) -> (u16, String, Vec<u8>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dump = dir.path().join("headers");
+    let mut all = vec!["-D", dump.to_str().expect("path")];
+    all.extend_from_slice(args);
+    let (code, body) = curl(&all);
+    let headers = std::fs::read_to_string(&dump).unwrap_or_default();
+    (code, headers, body)
+}
+
+#[test]
+fn the_page_signs_in_with_a_cookie_and_guards_changes() {
+    if !have("curl") {
+        return;
+    }
+    let server = Server::start();
+    server.add_user("pat", "pat-password", Some("2M"));
+    server.add_user("quinn", "quinn-password", None);
+    let base = format!("http://{}", server.addr);
+    let work = tempfile::tempdir().expect("tempdir");
+    let jar = work.path().join("cookies");
+    let jar = jar.to_str().expect("path");
+
+    // The page itself: no assets from elsewhere, no inline script, revalidated by ETag.
+    let (code, head, body) = curl_headers(&[&format!("{base}/")]);
+    assert_eq!(code, 200);
+    let policy = header(&head, "content-security-policy").expect("CSP");
+    assert!(policy.contains("script-src 'self'") && !policy.contains("unsafe-inline"));
+    let html = String::from_utf8_lossy(&body);
+    assert!(html.contains("<script src=\"/app.js\""));
+    assert!(!html.contains("http://") && !html.contains("https://"));
+    let etag = header(&head, "etag").expect("etag");
+    let (code, _, _) = curl_headers(&[
+        "-H",
+        &format!("If-None-Match: {etag}"),
+        &format!("{base}/app.js"),
+    ]);
+    assert_eq!(code, 200, "another file has another ETag");
+    let (code, _, _) =
+        curl_headers(&["-H", &format!("If-None-Match: {etag}"), &format!("{base}/")]);
+    assert_eq!(code, 304);
+    for asset in ["/app.js", "/app.css"] {
+        let (code, body) = curl(&[&format!("{base}{asset}")]);
+        assert_eq!(code, 200);
+        let text = String::from_utf8_lossy(&body);
+        assert!(
+            !text.contains("http://") && !text.contains("https://"),
+            "{asset} loads from another host"
+        );
+    }
+    assert_eq!(curl(&["-X", "POST", &format!("{base}/")]).0, 405);
+
+    // Signing in: JSON only, a wrong password refused, then the cookie.
+    let sign_in = |user: &str, password: &str| {
+        api(
+            &server,
+            &["-c", jar],
+            "POST",
+            "/session",
+            Some(&format!(r#"{{"user":"{user}","password":"{password}"}}"#)),
+        )
+    };
+    let (code, v) = sign_in("pat", "wrong");
+    assert_eq!((code, code_of(&v)), (401, "bad_credentials"));
+    let url = format!("{base}/api/v1/session");
+    let (code, _) = curl(&[
+        "-H",
+        "Content-Type: text/plain",
+        "--data-binary",
+        r#"{"user":"pat","password":"pat-password"}"#,
+        &url,
+    ]);
+    assert_eq!(code, 415, "a cross-site form could sign the browser in");
+    let (code, head, body) = curl_headers(&[
+        "-c",
+        jar,
+        "-H",
+        "Content-Type: application/json",
+        "--data-binary",
+        r#"{"user":"pat","password":"pat-password"}"#,
+        &url,
+    ]);
+    assert_eq!(code, 201);
+    let cookie = header(&head, "set-cookie").expect("cookie");
+    assert!(cookie.starts_with("td_session="), "{cookie}");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    assert!(
+        !cookie.contains("Secure"),
+        "plain HTTP can't keep a Secure cookie"
+    );
+    let v: Value = serde_json::from_slice(&body).expect("json");
+    let csrf = v["csrf"].as_str().expect("csrf").to_owned();
+    let page = ["-b", jar];
+    let (code, v) = api(&server, &page, "GET", "/session", None);
+    assert_eq!(
+        (code, v["user"].as_str(), v["csrf"].as_str()),
+        (200, Some("pat"), Some(csrf.as_str()))
+    );
+    let (code, v) = api(&server, &page, "GET", "/account", None);
+    assert_eq!((code, v["user"].as_str()), (200, Some("pat")));
+
+    // Changes need the CSRF token.
+    let (code, v) = api(
+        &server,
+        &page,
+        "POST",
+        "/files/mkdir",
+        Some(r#"{"path":"/Films"}"#),
+    );
+    assert_eq!((code, code_of(&v)), (403, "csrf"));
+    let wrong = ["-b", jar, "-H", "X-CSRF-Token: 00"];
+    let (code, _) = api(
+        &server,
+        &wrong,
+        "POST",
+        "/files/mkdir",
+        Some(r#"{"path":"/Films"}"#),
+    );
+    assert_eq!(code, 403);
+    let csrf_header = format!("X-CSRF-Token: {csrf}");
+    let page = ["-b", jar, "-H", csrf_header.as_str()];
+    let (code, v) = api(
+        &server,
+        &page,
+        "POST",
+        "/files/mkdir",
+        Some(r#"{"path":"/Films"}"#),
+    );
+    assert_eq!(code, 201, "{v}");
+
+    // Upload: all or nothing, never over a file unless asked, within the quota.
+    let file = work.path().join("clip.mp4");
+    let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&file, &data).expect("write");
+    let file = file.to_str().expect("path");
+    let content = |path: &str| format!("{base}/api/v1/files/content?path={path}");
+    let put = |extra: &str, data_file: &str| {
+        curl(&[
+            "-b",
+            jar,
+            "-H",
+            &csrf_header,
+            "-T",
+            data_file,
+            &format!("{}{extra}", content("/Films/clip.mp4")),
+        ])
+        .0
+    };
+    assert_eq!(put("", file), 201);
+    assert_eq!(
+        put("", file),
+        409,
+        "over an existing file without overwrite=1"
+    );
+    assert_eq!(put("&overwrite=1", file), 201);
+    let big = work.path().join("big");
+    std::fs::write(&big, vec![1u8; 3 << 20]).expect("write");
+    assert_eq!(
+        curl(&[
+            "-b",
+            jar,
+            "-H",
+            &csrf_header,
+            "-T",
+            big.to_str().expect("path"),
+            &content("/Films/big")
+        ])
+        .0,
+        507
+    );
+    let (code, v) = api(&server, &page, "GET", "/files?path=/Films", None);
+    assert_eq!(code, 200);
+    let names: Vec<&str> = v["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter_map(|e| e["name"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["clip.mp4"],
+        "a refused upload left something behind"
+    );
+
+    // Reading: whole, ranges, HEAD, conditional.
+    let (code, head, body) = curl_headers(&["-b", jar, &content("/Films/clip.mp4")]);
+    assert_eq!(code, 200);
+    assert!(body == data);
+    assert_eq!(header(&head, "content-type").as_deref(), Some("video/mp4"));
+    assert!(header(&head, "content-disposition").is_some_and(|d| d.starts_with("inline")));
+    assert!(header(&head, "content-security-policy").is_some_and(|p| p.contains("sandbox")));
+    assert_eq!(header(&head, "accept-ranges").as_deref(), Some("bytes"));
+    let etag = header(&head, "etag").expect("etag");
+    let (code, head, body) =
+        curl_headers(&["-b", jar, "-r", "1000-1999", &content("/Films/clip.mp4")]);
+    assert_eq!(code, 206);
+    assert!(body == data[1000..2000]);
+    assert_eq!(
+        header(&head, "content-range").as_deref(),
+        Some("bytes 1000-1999/1000000")
+    );
+    let (code, _, body) = curl_headers(&["-b", jar, "-r", "-10", &content("/Films/clip.mp4")]);
+    assert_eq!((code, body.as_slice()), (206, &data[999_990..]));
+    let (code, head, _) = curl_headers(&["-b", jar, "-r", "2000000-", &content("/Films/clip.mp4")]);
+    assert_eq!(code, 416);
+    assert_eq!(
+        header(&head, "content-range").as_deref(),
+        Some("bytes */1000000")
+    );
+    let (code, _, _) = curl_headers(&[
+        "-b",
+        jar,
+        "-H",
+        &format!("If-None-Match: {etag}"),
+        &content("/Films/clip.mp4"),
+    ]);
+    assert_eq!(code, 304);
+    // If-Range with an old version: the whole file, not a piece of a different one.
+    let (code, _, body) = curl_headers(&[
+        "-b",
+        jar,
+        "-r",
+        "0-9",
+        "-H",
+        "If-Range: \"old\"",
+        &content("/Films/clip.mp4"),
+    ]);
+    assert_eq!((code, body.len()), (200, 1_000_000));
+    let (code, head, _) = curl_headers(&["-b", jar, "-I", &content("/Films/clip.mp4")]);
+    assert_eq!(
+        (code, header(&head, "content-length").as_deref()),
+        (200, Some("1000000"))
+    );
+    let (code, _) = api(&server, &page, "GET", "/files/content?path=/Films", None);
+    assert_eq!(code, 409, "a folder has no content");
+    let (code, _) = api(&server, &page, "GET", "/files/content?path=/nothing", None);
+    assert_eq!(code, 404);
+    // A page from a torrent can't run in ours: downloaded, never shown.
+    assert_eq!(
+        server.put(
+            "pat:pat-password",
+            "/evil.html",
+            b"<script>alert(1)</script>"
+        ),
+        201
+    );
+    let (_, head, _) = curl_headers(&["-b", jar, &content("/evil.html")]);
+    assert!(
+        header(&head, "content-disposition").is_some_and(|d| d.starts_with("attachment")),
+        "{head}"
+    );
+
+    // A stream URL works without signing in, for that file only, until the password changes.
+    let (_, v) = api(&server, &page, "GET", "/files?path=/Films/clip.mp4", None);
+    let stream = format!("{base}{}", v["stream_url"].as_str().expect("stream_url"));
+    let (code, body) = curl(&["-r", "0-99", &stream]);
+    assert_eq!((code, body.as_slice()), (206, &data[..100]));
+    let (code, _) = curl(&[&stream.replace("clip.mp4", "big")]);
+    assert_eq!(code, 403, "a ticket for another file");
+    let ticket = stream.split("ticket=").nth(1).expect("ticket");
+    let (code, _) = api(
+        &server,
+        &[],
+        "GET",
+        &format!("/files?path=/&ticket={ticket}"),
+        None,
+    );
+    assert_eq!(code, 401, "a ticket only reads content");
+
+    // Users see only their own drive, whatever they ask.
+    let quinn_jar = work.path().join("quinn");
+    let quinn = quinn_jar.to_str().expect("path");
+    let (code, _) = api(
+        &server,
+        &["-c", quinn],
+        "POST",
+        "/session",
+        Some(r#"{"user":"quinn","password":"quinn-password"}"#),
+    );
+    assert_eq!(code, 201);
+    let (code, _) = api(
+        &server,
+        &["-b", quinn],
+        "GET",
+        "/files/content?path=/Films/clip.mp4",
+        None,
+    );
+    assert_eq!(code, 404);
+    let (code, _) = api(&server, &["-b", quinn], "GET", "/files?path=/Films", None);
+    assert_eq!(code, 404);
+
+    // Sign out: the cookie is cleared and the session is over, on the server too.
+    let stolen = std::fs::read_to_string(jar).expect("jar");
+    let (code, head, _) = curl_headers(&[
+        "-b",
+        jar,
+        "-c",
+        jar,
+        "-H",
+        &csrf_header,
+        "-X",
+        "DELETE",
+        &url,
+    ]);
+    assert_eq!(code, 200);
+    assert!(header(&head, "set-cookie").is_some_and(|c| c.contains("Max-Age=0")));
+    let old = work.path().join("stolen");
+    std::fs::write(&old, stolen).expect("write");
+    let (code, v) = api(
+        &server,
+        &["-b", old.to_str().expect("path")],
+        "GET",
+        "/account",
+        None,
+    );
+    assert_eq!((code, code_of(&v)), (401, "session_ended"));
+
+    // A new password ends sessions and stream URLs.
+    let out = server.cli(
+        &["user", "passwd", "quinn", "--password-stdin"],
+        Some("another-password"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (code, _) = api(&server, &["-b", quinn], "GET", "/account", None);
+    assert_eq!(code, 401);
+    let out = server.cli(
+        &["user", "passwd", "pat", "--password-stdin"],
+        Some("new-pat-password"),
+    );
+    assert!(out.status.success());
+    let (code, _) = curl(&[&stream]);
+    assert_eq!(code, 403);
+}
+
+#[test]
+fn failed_page_sign_ins_are_held_back() {
+    if !have("curl") {
+        return;
+    }
+    let server = Server::start();
+    server.add_user("sam", "sam-password", None);
+    let mut last = 0;
+    for _ in 0..21 {
+        last = api(
+            &server,
+            &[],
+            "POST",
+            "/session",
+            Some(r#"{"user":"sam","password":"nope"}"#),
+        )
+        .0;
+        if last == 429 {
+            break;
+        }
+    }
+    assert_eq!(last, 429, "no limit on failed sign-ins");
+    // The right password from that address waits too; WebDAV shares the record.
+    let (code, v) = api(
+        &server,
+        &[],
+        "POST",
+        "/session",
+        Some(r#"{"user":"sam","password":"sam-password"}"#),
+    );
+    assert_eq!((code, code_of(&v)), (429, "too_many_attempts"));
+    assert_eq!(curl(&["-u", "sam:sam-password", &server.url("/")]).0, 429);
 }
