@@ -200,6 +200,13 @@ async fn browse_upload_rename_move_delete_with_the_keyboard_and_mouse() {
     let work = tempfile::tempdir().expect("tempdir");
     let upload = work.path().join("report.pdf");
     std::fs::write(&upload, vec![7u8; 300_000]).expect("write");
+    // A torrent nobody seeds: it stays downloading until cancelled.
+    let lonely = work.path().join("lonely.iso");
+    std::fs::write(&lonely, vec![9u8; 200_000]).expect("write");
+    let torrent = swarm::make_torrent(&lonely, "http://127.0.0.1:9/announce", 16 << 10).await;
+    let torrent_file = work.path().join("lonely.torrent");
+    std::fs::write(&torrent_file, &torrent).expect("write");
+    let hash = swarm::info_hash(&torrent);
 
     tokio::task::block_in_place(|| {
         let b = Browser::start();
@@ -264,6 +271,26 @@ async fn browse_upload_rename_move_delete_with_the_keyboard_and_mouse() {
         assert!(href
             .as_str()
             .is_some_and(|h| h.contains("/api/v1/files/content?path=%2Fnotes.txt")));
+
+        // A .torrent chosen on the page starts a transfer; Cancel removes it and its file.
+        b.choose_file("#torrent-file", torrent_file.to_str().expect("path"));
+        b.find(&format!("#transfer-list li[data-id=\"{hash}\"]"));
+        b.find("tr[data-name=\"Downloads\"]");
+        assert_eq!(
+            curl(&["-u", &u, "-I", &server.url("/Downloads/lonely.iso")]).0,
+            200
+        );
+        b.click("button[aria-label=\"Cancel lonely.iso\"]");
+        b.click("#ask-ok");
+        b.wait_for(
+            &format!("return !document.querySelector('#transfer-list li[data-id=\"{hash}\"]')"),
+            Duration::from_secs(20),
+            "the cancelled transfer to go",
+        );
+        assert_eq!(
+            curl(&["-u", &u, "-I", &server.url("/Downloads/lonely.iso")]).0,
+            404
+        );
 
         // Nothing sticks out sideways on a phone.
         let fits = b.eval("return document.documentElement.scrollWidth <= window.innerWidth");

@@ -456,7 +456,10 @@ impl WebApi {
                     "a magnet: link or an http(s) URL of a .torrent",
                 ));
             }
-            ("added.magnet".to_owned(), format!("{link}\n").into_bytes())
+            (
+                format!("{}.magnet", drop_name(&link)),
+                format!("{link}\n").into_bytes(),
+            )
         } else if content_type.starts_with("application/x-bittorrent") {
             let name = query_param(&req, "name").unwrap_or_else(|| "added.torrent".into());
             let name = if name.ends_with(".torrent") {
@@ -477,6 +480,38 @@ impl WebApi {
             StatusCode::ACCEPTED,
             &json!({"added": format!("/Add/{dropped}"), "status": "/Add/status.txt"}),
         ))
+    }
+}
+
+/// What to call the file a link is dropped as, so `/Add` and a failure name what was
+/// added: a magnet's `dn=`, else a URL's last segment.
+fn drop_name(link: &str) -> String {
+    let named = url::Url::parse(link).ok().and_then(|u| {
+        if u.scheme() == "magnet" {
+            u.query_pairs()
+                .find(|(k, _)| k == "dn")
+                .map(|(_, v)| v.into_owned())
+        } else {
+            u.path_segments()
+                .and_then(|mut s| s.next_back().map(str::to_owned))
+                .map(|s| s.trim_end_matches(".torrent").to_owned())
+        }
+    });
+    let clean: String = named
+        .unwrap_or_default()
+        .chars()
+        .map(|c| {
+            if c.is_control() || c == '/' || c == '\\' {
+                '_'
+            } else {
+                c
+            }
+        })
+        .take(100)
+        .collect();
+    match clean.trim() {
+        "" | "." | ".." => "added".to_owned(),
+        name => name.to_owned(),
     }
 }
 
@@ -630,4 +665,22 @@ async fn delete_tree(drive: &UserDrive, dir: torrentdrive_fs::NodeId) -> Result<
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::drop_name;
+
+    #[test]
+    fn links_are_dropped_under_their_names() {
+        assert_eq!(
+            drop_name("magnet:?xt=urn:btih:00&dn=Big+Buck%20Bunny"),
+            "Big Buck Bunny"
+        );
+        assert_eq!(drop_name("magnet:?xt=urn:btih:00&dn=a/b"), "a_b");
+        assert_eq!(drop_name("magnet:?xt=urn:btih:00&dn=.."), "added");
+        assert_eq!(drop_name("magnet:?xt=urn:btih:00"), "added");
+        assert_eq!(drop_name("https://example.org/t/film.torrent?x=1"), "film");
+        assert_eq!(drop_name("https://example.org/"), "added");
+    }
 }

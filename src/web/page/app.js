@@ -371,9 +371,10 @@ async function refreshFolder(moved) {
 
 function fileRow(e) {
   const isDir = e.type === 'folder';
+  const icon = el('span', { class: `kind ${isDir ? 'folder' : 'file'}`, 'aria-hidden': 'true' });
   const name = isDir
-    ? el('a', { href: folderLink(e.path) }, el('span', { class: 'kind', 'aria-hidden': 'true', text: '📁' }), e.name)
-    : el('span', {}, el('span', { class: 'kind', 'aria-hidden': 'true', text: '📄' }), e.name);
+    ? el('a', { href: folderLink(e.path) }, icon, e.name)
+    : el('span', {}, icon, e.name);
   const acts = el('td', { class: 'acts' });
   if (!isDir && (VIDEO.test(e.name) || AUDIO.test(e.name))) {
     acts.append(el('button', { type: 'button', text: 'Play', 'aria-label': `Play ${e.name}`, onclick: () => play(e) }));
