@@ -12,11 +12,9 @@ Usage: benches/web.py [--bin target/release/torrentdrive] [--runs N]
 Needs: curl, rclone (Debian packages).
 """
 import argparse
-import base64
 import http.client
 import os
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -24,36 +22,11 @@ import tempfile
 import threading
 import time
 
-USER, PASSWORD = "bench", "bench-password"
-BIG = 1 << 30
-ENTRIES = 10_000
+# The WebDAV benchmark's setup: same user, listing request and helpers.
+from webdav import AUTH, BIG, ENTRIES, PASSWORD, PROPFIND_BODY, USER, free_port, wait_port
+
 RANGES = 2_000
 RANGE_SIZE = 64 << 10
-AUTH = {"Authorization": "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()}
-PROPFIND_BODY = (
-    b'<?xml version="1.0" encoding="utf-8"?><D:propfind xmlns:D="DAV:"><D:prop>'
-    b"<D:resourcetype/><D:getcontentlength/><D:getlastmodified/><D:getetag/>"
-    b"<D:getcontenttype/></D:prop></D:propfind>"
-)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, proc, name):
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            sys.exit(f"{name} exited early")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    sys.exit(f"{name} did not start")
 
 
 class Target:

@@ -423,17 +423,7 @@ macro_rules! read_methods {
 
         /// Every token: (hash, record).
         pub fn tokens(&self) -> StoreResult<Vec<([u8; 32], TokenRec)>> {
-            let t = self.api_tokens_t()?;
-            let mut out = Vec::new();
-            for entry in t.iter()? {
-                let (k, v) = entry?;
-                let hash: [u8; 32] = k
-                    .value()
-                    .try_into()
-                    .map_err(|_| StoreError::Corrupt("token key is not 32 bytes".into()))?;
-                out.push((hash, decode(v.value())?));
-            }
-            Ok(out)
+            hashed_records(self.api_tokens_t()?.iter()?, "token")
         }
 
         /// The session whose BLAKE3 hash is `hash`.
@@ -445,17 +435,7 @@ macro_rules! read_methods {
 
         /// Every session: (hash, record).
         pub fn sessions(&self) -> StoreResult<Vec<([u8; 32], SessionRec)>> {
-            let t = self.sessions_t()?;
-            let mut out = Vec::new();
-            for entry in t.iter()? {
-                let (k, v) = entry?;
-                let hash: [u8; 32] = k
-                    .value()
-                    .try_into()
-                    .map_err(|_| StoreError::Corrupt("session key is not 32 bytes".into()))?;
-                out.push((hash, decode(v.value())?));
-            }
-            Ok(out)
+            hashed_records(self.sessions_t()?.iter()?, "session")
         }
 
         /// (bytes served, bytes downloaded) of a user in a month ("YYYY-MM").
@@ -465,6 +445,23 @@ macro_rules! read_methods {
             Ok(v.map(|v| v.value()).unwrap_or((0, 0)))
         }
     };
+}
+
+/// Every record of a table keyed by a BLAKE3 hash (API tokens, sessions).
+fn hashed_records<T: DeserializeOwned>(
+    entries: redb::Range<'_, &'static [u8], &'static [u8]>,
+    what: &str,
+) -> StoreResult<Vec<([u8; 32], T)>> {
+    let mut out = Vec::new();
+    for entry in entries {
+        let (k, v) = entry?;
+        let hash: [u8; 32] = k
+            .value()
+            .try_into()
+            .map_err(|_| StoreError::Corrupt(format!("{what} key is not 32 bytes")))?;
+        out.push((hash, decode(v.value())?));
+    }
+    Ok(out)
 }
 
 macro_rules! cached_tables {

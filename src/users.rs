@@ -136,6 +136,11 @@ impl Users {
             .ok_or_else(|| UserError::NotFound(name.to_owned()))
     }
 
+    /// The user with id `id` (sessions and tokens name users by id).
+    pub fn by_id(&self, id: u64) -> Option<UserRec> {
+        self.all().ok()?.into_iter().find(|u| u.id == id)
+    }
+
     /// Creates a user with an empty drive holding the fixed folders.
     pub fn add(&self, name: &str, password: &str, quota: Option<u64>) -> UserResult<UserRec> {
         check_user_name(name)?;

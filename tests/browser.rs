@@ -292,6 +292,28 @@ async fn browse_upload_rename_move_delete_with_the_keyboard_and_mouse() {
             404
         );
 
+        // API tokens: made on the page (shown once, and it works), listed, revoked.
+        b.click("#tokens summary");
+        b.type_into("#token-name", "phone script");
+        b.click("#token-form button[type=submit]");
+        let token = b.wait_for(
+            "return document.getElementById('new-token-value').value",
+            Duration::from_secs(20),
+            "the new token",
+        );
+        let token = token.as_str().expect("token").to_owned();
+        assert!(token.starts_with("td_"), "{token}");
+        let account = format!("http://{}/api/v1/account", server.addr);
+        let bearer = format!("Authorization: Bearer {token}");
+        assert_eq!(curl(&["-H", &bearer, &account]).0, 200);
+        b.click("button[aria-label=\"Revoke token phone script\"]");
+        b.wait_for(
+            "return !document.querySelector('button[aria-label=\"Revoke token phone script\"]')",
+            Duration::from_secs(20),
+            "the token to go from the list",
+        );
+        assert_eq!(curl(&["-H", &bearer, &account]).0, 401);
+
         // Nothing sticks out sideways on a phone.
         let fits = b.eval("return document.documentElement.scrollWidth <= window.innerWidth");
         assert_eq!(fits, true, "the page is wider than a phone's screen");

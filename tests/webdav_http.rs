@@ -253,9 +253,12 @@ fn auth_and_isolation() {
     let (code, body) = curl(&["-u", &o, "-X", "PROPFIND", "-H", "Depth: 1", &s.url("/")]);
     assert_eq!(code, 207);
     assert!(!String::from_utf8_lossy(&body).contains("secret"));
-    // `/` redirects to the drive until the web page exists.
-    let (code, _) = curl(&[&format!("http://{}/", s.addr)]);
-    assert_eq!(code, 302);
+    // `/` is the web page, open to all: it signs in through the API.
+    let (code, body) = curl(&[&format!("http://{}/", s.addr)]);
+    assert_eq!(code, 200);
+    assert!(String::from_utf8_lossy(&body).contains("<title>torrentdrive</title>"));
+    let (code, _) = curl(&[&format!("http://{}/elsewhere", s.addr)]);
+    assert_eq!(code, 404);
 }
 
 #[test]

@@ -165,30 +165,10 @@ impl super::WebApi {
             return self.password_or_token(req, client).await;
         }
         let users = self.users.clone();
-        if let Some(secret) = session_cookie(req) {
-            let store_secret = secret.clone();
-            let user = tokio::task::spawn_blocking(move || {
-                let id =
-                    crate::sessions::user_of(users.storage().store(), &store_secret).ok()??;
-                users.all().ok()?.into_iter().find(|u| u.id == id)
-            })
-            .await
-            .ok()
-            .flatten();
-            return match user {
-                Some(user) => Ok(Caller {
-                    user,
-                    via: Via::Session(secret),
-                }),
-                None => Err(ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "session_ended",
-                    "the session has ended: sign in again",
-                )),
-            };
-        }
+        // A ticket first: a browser opening a stream URL may carry an old session's cookie.
         if let (Some(path), Some(ticket)) = (ticket_path, super::query_param(req, "ticket")) {
             let path = path.to_owned();
+            let users = users.clone();
             let user = tokio::task::spawn_blocking(move || {
                 ticket_user(&ticket, &path, &users.all().ok()?)
             })
@@ -204,6 +184,28 @@ impl super::WebApi {
                     StatusCode::FORBIDDEN,
                     "bad_ticket",
                     "this stream URL has expired or is not valid: copy it from the page again",
+                )),
+            };
+        }
+        if let Some(secret) = session_cookie(req) {
+            let store_secret = secret.clone();
+            let user = tokio::task::spawn_blocking(move || {
+                let id =
+                    crate::sessions::user_of(users.storage().store(), &store_secret).ok()??;
+                users.by_id(id)
+            })
+            .await
+            .ok()
+            .flatten();
+            return match user {
+                Some(user) => Ok(Caller {
+                    user,
+                    via: Via::Session(secret),
+                }),
+                None => Err(ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "session_ended",
+                    "the session has ended: sign in again",
                 )),
             };
         }
@@ -231,7 +233,7 @@ impl super::WebApi {
                 match (bearer, basic) {
                     (Some(token), _) => tokio::task::spawn_blocking(move || {
                         let id = crate::tokens::user_of(users.storage().store(), &token).ok()??;
-                        let user = users.all().ok()?.into_iter().find(|u| u.id == id)?;
+                        let user = users.by_id(id)?;
                         Some(Caller {
                             user,
                             via: Via::Token,

@@ -12,11 +12,11 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::{Frame, Incoming};
 use hyper::header::HeaderValue;
-use hyper::{header, HeaderMap, Method, Request, Response, StatusCode};
+use hyper::{header, Method, Request, Response, StatusCode};
 use tokio::sync::mpsc;
 use torrentdrive_fs::{Attr, CreateOptions, Drive, FileHandle, FsError, OpenOptions};
 
-use super::{attr_json, full, json_response, names, parent_of, ApiError, ApiResult};
+use super::{attr_json, full, json_response, names, parent_of, tag_matches, ApiError, ApiResult};
 use crate::drive::UserDrive;
 
 /// Bytes read from the drive at a time.
@@ -151,14 +151,14 @@ pub async fn get(drive: &UserDrive, path: &str, req: &Request<Incoming>) -> ApiR
         header::CACHE_CONTROL,
         "private, no-cache".parse().expect("static"),
     );
-    if header_is(headers, header::IF_NONE_MATCH, &tag) {
+    if tag_matches(headers, header::IF_NONE_MATCH, &tag) {
         *res.status_mut() = StatusCode::NOT_MODIFIED;
         return Ok(res);
     }
     let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
     // If-Range with another version: the whole new file, not a piece of it.
     let range = match headers.get(header::IF_RANGE) {
-        Some(_) if !header_is(headers, header::IF_RANGE, &tag) => None,
+        Some(_) if !tag_matches(headers, header::IF_RANGE, &tag) => None,
         _ => range,
     };
     let (first, last) = match wanted(range, attr.size) {
@@ -188,13 +188,6 @@ pub async fn get(drive: &UserDrive, path: &str, req: &Request<Incoming>) -> ApiR
     tokio::spawn(send_range(drive.clone(), fh, first, len, tx));
     *res.body_mut() = ChannelBody(rx, len).boxed_unsync();
     Ok(res)
-}
-
-fn header_is(headers: &HeaderMap, name: header::HeaderName, tag: &str) -> bool {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == tag || t.trim() == "*"))
 }
 
 /// Reads `len` bytes from `offset` into the body, until done or the client goes away; the

@@ -142,6 +142,14 @@ pub(crate) fn attr_json(path: &str, name: &str, a: &Attr) -> Value {
     serde_json::to_value(EntryJson::new(path.to_owned(), name, a)).unwrap_or(Value::Null)
 }
 
+/// Whether header `name` (If-None-Match, If-Range) names entity tag `tag`.
+pub(crate) fn tag_matches(headers: &hyper::HeaderMap, name: header::HeaderName, tag: &str) -> bool {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == tag || t.trim() == "*"))
+}
+
 /// `/a/b` joined with `name`.
 fn child_path(dir: &str, name: &str) -> String {
     format!("{}/{name}", dir.trim_end_matches('/'))

@@ -86,12 +86,7 @@ pub fn serve<B>(asset: &Asset, req: &Request<B>) -> Response<ResponseBody> {
     if let Ok(v) = header::HeaderValue::from_str(&tag) {
         h.insert(header::ETAG, v);
     }
-    let cached = req
-        .headers()
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == tag));
-    if cached {
+    if super::tag_matches(req.headers(), header::IF_NONE_MATCH, &tag) {
         *res.status_mut() = StatusCode::NOT_MODIFIED;
     } else if req.method() == Method::GET {
         *res.body_mut() = full(asset.body);
