@@ -16,7 +16,8 @@ use hyper::{header, Method, Request, Response, StatusCode};
 use tokio::sync::mpsc;
 use torrentdrive_fs::{Attr, CreateOptions, Drive, FileHandle, FsError, OpenOptions};
 
-use super::{attr_json, full, json_response, names, parent_of, tag_matches, ApiError, ApiResult};
+use super::files::{attr_json, names, parent_of};
+use super::{full, json_response, tag_matches, ApiError, ApiResult};
 use crate::drive::UserDrive;
 
 /// Bytes read from the drive at a time.
