@@ -501,6 +501,19 @@ fn the_page_signs_in_with_a_cookie_and_guards_changes() {
         409,
         "over an existing file without overwrite=1"
     );
+    // Path tricks and hostile names: refused, nothing written anywhere.
+    for (path, want) in [
+        ("/../escape", 400),
+        ("/Films/..%2F..%2Fescape", 400),
+        ("/Films/a%0Ab", 400),
+        ("/", 403),
+        ("/nowhere/x", 404),
+    ] {
+        let (code, v) = curl(&["-b", jar, "-H", &csrf_header, "-T", file, &content(path)]);
+        let v: Value = serde_json::from_slice(&v).unwrap_or(Value::Null);
+        assert_eq!(code, want, "PUT {path}: {v}");
+        assert!(!code_of(&v).is_empty(), "PUT {path}: no error code");
+    }
     assert_eq!(put("&overwrite=1", file), 201);
     let big = work.path().join("big");
     std::fs::write(&big, vec![1u8; 3 << 20]).expect("write");

@@ -207,6 +207,8 @@ async fn browse_upload_rename_move_delete_with_the_keyboard_and_mouse() {
     let torrent_file = work.path().join("lonely.torrent");
     std::fs::write(&torrent_file, &torrent).expect("write");
     let hash = swarm::info_hash(&torrent);
+    let garbage = work.path().join("broken.torrent");
+    std::fs::write(&garbage, b"d8:announce3:abc4:infoi1ee-not-bencode").expect("write");
 
     tokio::task::block_in_place(|| {
         let b = Browser::start();
@@ -290,6 +292,38 @@ async fn browse_upload_rename_move_delete_with_the_keyboard_and_mouse() {
         assert_eq!(
             curl(&["-u", &u, "-I", &server.url("/Downloads/lonely.iso")]).0,
             404
+        );
+
+        // A malformed .torrent: shown as failed, with the reason, until dismissed.
+        b.choose_file("#torrent-file", garbage.to_str().expect("path"));
+        let reason = b.wait_for(
+            "const li = document.querySelector('#transfer-list li[data-state=failed]');
+             return li && li.querySelector('.t-error').textContent;",
+            Duration::from_secs(20),
+            "the failed drop",
+        );
+        assert!(
+            reason.as_str().is_some_and(|r| !r.is_empty()),
+            "no reason shown: {reason}"
+        );
+        b.click("button[aria-label=\"Dismiss broken.torrent\"]");
+        b.wait_for(
+            "return !document.querySelector('#transfer-list li[data-state=failed]')",
+            Duration::from_secs(20),
+            "the failed drop to be dismissed",
+        );
+        let (_, add) = curl(&[
+            "-u",
+            &u,
+            "-X",
+            "PROPFIND",
+            "-H",
+            "Depth: 1",
+            &server.url("/Add/"),
+        ]);
+        assert!(
+            !String::from_utf8_lossy(&add).contains("broken"),
+            "dismissing left the drop or its error file"
         );
 
         // API tokens: made on the page (shown once, and it works), listed, revoked.
