@@ -130,7 +130,7 @@ pub async fn get(drive: &UserDrive, path: &str, req: &Request<Incoming>) -> ApiR
     let headers = req.headers();
     let mut res = Response::new(full(Bytes::new()));
     let h = res.headers_mut();
-    h.insert(header::ACCEPT_RANGES, "bytes".parse().expect("static"));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     h.insert(header::CONTENT_TYPE, value(mime));
     if let Ok(v) = tag.parse() {
         h.insert(header::ETAG, v);
@@ -146,11 +146,11 @@ pub async fn get(drive: &UserDrive, path: &str, req: &Request<Incoming>) -> ApiR
     // A file from a torrent is nobody's page: never let it run script in ours.
     h.insert(
         header::CONTENT_SECURITY_POLICY,
-        "sandbox; default-src 'none'".parse().expect("static"),
+        HeaderValue::from_static("sandbox; default-src 'none'"),
     );
     h.insert(
         header::CACHE_CONTROL,
-        "private, no-cache".parse().expect("static"),
+        HeaderValue::from_static("private, no-cache"),
     );
     if tag_matches(headers, header::IF_NONE_MATCH, &tag) {
         *res.status_mut() = StatusCode::NOT_MODIFIED;
@@ -279,6 +279,9 @@ async fn write_body(drive: &UserDrive, fh: FileHandle, mut body: Incoming) -> Re
             let mut rest = &data[..];
             while !rest.is_empty() {
                 let n = drive.write(fh, offset, rest).await?;
+                if n == 0 {
+                    return Err(FsError::Io("the drive took no bytes".into()).into());
+                }
                 offset += u64::from(n);
                 rest = &rest[n as usize..];
             }

@@ -340,6 +340,7 @@ impl WebApi {
             Err(Refused::TooManyAttempts(retry)) => return Err(auth::too_many(retry)),
         };
         let secret = crate::sessions::create(self.users.storage().store(), user.id)?;
+        tracing::info!(user = %user.name, %client, "signed in to the web page");
         let mut res = json_response(
             StatusCode::CREATED,
             &json!({"user": user.name, "csrf": crate::sessions::csrf_token(&secret)}),
