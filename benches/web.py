@@ -23,7 +23,8 @@ import threading
 import time
 
 # The WebDAV benchmark's setup: same user, listing request and helpers.
-from webdav import AUTH, BIG, ENTRIES, PASSWORD, PROPFIND_BODY, USER, free_port, wait_port
+from webdav import (AUTH, BIG, ENTRIES, PASSWORD, PROPFIND_BODY, USER, bench_get, free_port,
+                    wait_port)
 
 RANGES = 2_000
 RANGE_SIZE = 64 << 10
@@ -38,6 +39,9 @@ class Target:
 
     def conn(self):
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=300)
+
+    def url(self, name):
+        return f"http://127.0.0.1:{self.port}{self.file_path(name)}"
 
 
 def request(conn, method, path, body=None, headers=None):
@@ -97,20 +101,6 @@ def start_rclone(work, big_src):
     wait_port(port, proc, "rclone")
     return proc, Target("rclone serve http", port, lambda name: f"/{name}",
                         ("GET", "/many/", None, {}, 200))
-
-
-def bench_get(t, runs):
-    speeds = []
-    url = f"http://127.0.0.1:{t.port}{t.file_path('big.bin')}"
-    for i in range(runs + 1):
-        out = subprocess.run(
-            ["curl", "-sf", "-o", "/dev/null", "-u", f"{USER}:{PASSWORD}", "-w", "%{size_download} %{time_total}", url],
-            capture_output=True, text=True, check=True).stdout.split()
-        size, secs = int(out[0]), float(out[1])
-        assert size == BIG, f"{t.name}: got {size} bytes"
-        if i > 0:  # the first run warms the cache
-            speeds.append(size / secs / 1e6)
-    return statistics.median(speeds)
 
 
 def bench_ranges(t, offsets):

@@ -58,16 +58,13 @@ async fn sign_in_paste_a_magnet_and_play_while_downloading() {
     let video = seed_dir.join("clip.mp4");
     tokio::task::block_in_place(|| make_video(&video));
     let original = std::fs::read(&video).expect("read video");
-    // No tracker: the magnet's peer hint leads to the seeder.
-    let torrent = swarm::make_torrent(&video, "http://127.0.0.1:9/announce", 64 << 10).await;
     // Slow enough that the download outlasts the first seconds of playing.
-    let seeder = swarm::Seeder::start(&work.path().join("seeder-state"), Some(256 << 10)).await;
-    seeder.seed(&torrent, &seed_dir).await;
-    let hash = swarm::info_hash(&torrent);
-    let magnet = format!(
-        "magnet:?xt=urn:btih:{hash}&dn=clip.mp4&x.pe={}",
-        seeder.addr
-    );
+    let swarm::SeededMagnet {
+        seeder,
+        hash,
+        link: magnet,
+        ..
+    } = swarm::magnet_of(work.path(), &video, Some(256 << 10)).await;
 
     let server = Server::start();
     server.add_user("viewer", "viewer-password", Some("1G"));

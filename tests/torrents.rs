@@ -433,20 +433,13 @@ async fn a_magnet_with_a_peer_hint_downloads() {
     let seed_dir = work.path().join("seed");
     swarm::write_files(&seed_dir, &[("clip.mp4", 3 << 20)]);
     let original = std::fs::read(seed_dir.join("clip.mp4")).expect("read");
-    // No tracker: the peer hint in the magnet is the only way to the seeder.
-    let torrent = swarm::make_torrent(
-        &seed_dir.join("clip.mp4"),
-        "http://127.0.0.1:9/announce",
-        64 << 10,
-    )
-    .await;
-    let seeder = swarm::Seeder::start(&work.path().join("seeder-state"), None).await;
-    seeder.seed(&torrent, &seed_dir).await;
-    let hash = swarm::info_hash(&torrent);
-    let magnet = format!(
-        "magnet:?xt=urn:btih:{hash}&dn=clip.mp4&x.pe={}\n",
-        seeder.addr
-    );
+    let swarm::SeededMagnet {
+        seeder,
+        torrent,
+        link,
+        ..
+    } = swarm::magnet_of(work.path(), &seed_dir.join("clip.mp4"), None).await;
+    let magnet = format!("{link}\n");
 
     let server = Server::start();
     server.add_user("m", "magnet-password", None);

@@ -111,6 +111,13 @@ pub fn check_csrf<B>(req: &Request<B>, caller: &Caller) -> Result<(), ApiError> 
     }
 }
 
+/// A lookup in the store, off the async threads; `None` if it found nothing or failed.
+async fn off_thread<T: Send + 'static>(
+    f: impl FnOnce() -> Option<T> + Send + 'static,
+) -> Option<T> {
+    tokio::task::spawn_blocking(f).await.ok().flatten()
+}
+
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
@@ -169,12 +176,7 @@ impl super::WebApi {
         if let (Some(path), Some(ticket)) = (ticket_path, super::query_param(req, "ticket")) {
             let path = path.to_owned();
             let users = users.clone();
-            let user = tokio::task::spawn_blocking(move || {
-                ticket_user(&ticket, &path, &users.all().ok()?)
-            })
-            .await
-            .ok()
-            .flatten();
+            let user = off_thread(move || ticket_user(&ticket, &path, &users.all().ok()?)).await;
             return match user {
                 Some(user) => Ok(Caller {
                     user,
@@ -189,14 +191,12 @@ impl super::WebApi {
         }
         if let Some(secret) = session_cookie(req) {
             let store_secret = secret.clone();
-            let user = tokio::task::spawn_blocking(move || {
+            let user = off_thread(move || {
                 let id =
                     crate::sessions::user_of(users.storage().store(), &store_secret).ok()??;
                 users.by_id(id)
             })
-            .await
-            .ok()
-            .flatten();
+            .await;
             return match user {
                 Some(user) => Ok(Caller {
                     user,
@@ -228,10 +228,10 @@ impl super::WebApi {
             .map(|(_, token)| token.trim().to_owned());
         let basic = torrentdrive_dav::basic_credentials(req);
         let users = self.users.clone();
-        let verify =
-            async move {
-                match (bearer, basic) {
-                    (Some(token), _) => tokio::task::spawn_blocking(move || {
+        let verify = async move {
+            match (bearer, basic) {
+                (Some(token), _) => {
+                    off_thread(move || {
                         let id = crate::tokens::user_of(users.storage().store(), &token).ok()??;
                         let user = users.by_id(id)?;
                         Some(Caller {
@@ -240,18 +240,19 @@ impl super::WebApi {
                         })
                     })
                     .await
-                    .ok()
-                    .flatten(),
-                    (None, Some((name, password))) => users
+                }
+                (None, Some((name, password))) => {
+                    users
                         .verify_async(&name, &password)
                         .await
                         .map(|user| Caller {
                             user,
                             via: Via::Basic,
-                        }),
-                    (None, None) => None,
+                        })
                 }
-            };
+                (None, None) => None,
+            }
+        };
         match self.limiter.attempt(Some(client), verify).await {
             Ok(caller) => Ok(caller),
             Err(Refused::Credentials) => Err(unauthorized()),

@@ -193,6 +193,36 @@ pub async fn one_file(work: &Path, name: &str, len: usize, tracker: &str, piece:
     }
 }
 
+/// A file seeded on loopback and the magnet link that finds it: no tracker, the link's
+/// peer hint (`x.pe`) is the only way to the seeder.
+pub struct SeededMagnet {
+    pub seeder: Seeder,
+    pub torrent: Vec<u8>,
+    pub hash: String,
+    pub link: String,
+}
+
+/// Seeds `file` (its folder holds the data) under `work`, uploading at most `upload_bps`.
+pub async fn magnet_of(work: &Path, file: &Path, upload_bps: Option<u32>) -> SeededMagnet {
+    let torrent = make_torrent(file, "http://127.0.0.1:9/announce", 64 << 10).await;
+    let seeder = Seeder::start(&work.join("seeder-state"), upload_bps).await;
+    seeder
+        .seed(&torrent, file.parent().expect("the file's folder"))
+        .await;
+    let hash = info_hash(&torrent);
+    let name = file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("a file name");
+    let link = format!("magnet:?xt=urn:btih:{hash}&dn={name}&x.pe={}", seeder.addr);
+    SeededMagnet {
+        seeder,
+        torrent,
+        hash,
+        link,
+    }
+}
+
 /// A seeder of `torrent`, whose data is in `dir`, uploading at most `upload_bps`.
 pub async fn seed(work: &Path, torrent: &[u8], dir: &Path, upload_bps: Option<u32>) -> Seeder {
     let seeder = Seeder::start(&work.join("seeder-state"), upload_bps).await;
