@@ -971,7 +971,7 @@ impl Drive for UserDrive {
             return Err(FsError::PermissionDenied);
         }
         let (user, root, name) = (self.user, self.root, name.to_owned());
-        let dead = self
+        let (id, dead) = self
             .storage
             .write(move |tx| {
                 dir_of!(tx, parent.0, user);
@@ -983,10 +983,14 @@ impl Drive for UserDrive {
                 let mut dead: Vec<Dead> = remove_node(tx, user, id, &rec)?.into_iter().collect();
                 // A file dropped into /Add takes its error file with it.
                 dead.extend(remove_error_file(tx, user, root, parent.0, &name)?);
-                Ok(dead)
+                Ok((id, dead))
             })
             .await?;
         self.storage.dispose_async(dead).await;
+        // A magnet dropped into /Add and deleted while its metadata is fetched: stop that.
+        if let Some(torrents) = self.storage.torrents() {
+            torrents.cancel_drop(user, id);
+        }
         Ok(())
     }
 

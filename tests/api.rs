@@ -731,3 +731,68 @@ fn failed_page_sign_ins_are_held_back() {
     assert_eq!((code, code_of(&v)), (429, "too_many_attempts"));
     assert_eq!(curl(&["-u", "sam:sam-password", &server.url("/")]).0, 429);
 }
+
+#[test]
+fn a_link_still_fetching_metadata_is_cancelled_by_deleting_its_drop() {
+    if !have("curl") {
+        return;
+    }
+    let server = Server::start();
+    server.add_user("cat", "cat-password", None);
+    let auth = ["-u", "cat:cat-password"];
+    // A tracker that takes connections and never answers: the metadata fetch waits (up to
+    // 300 s) until cancelled.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = silent.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in silent.incoming().flatten() {
+            held.push(conn);
+        }
+    });
+    let link = format!(
+        r#"{{"link":"magnet:?xt=urn:btih:{}&dn=Never+Seen&tr=http%3A%2F%2F127.0.0.1%3A{port}%2Fannounce"}}"#,
+        "ab".repeat(20)
+    );
+    let (code, v) = api(&server, &auth, "POST", "/transfers", Some(&link));
+    assert_eq!(code, 202, "{v}");
+    assert_eq!(v["added"], "/Add/Never Seen.magnet");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let pending = loop {
+        let (_, v) = api(&server, &auth, "GET", "/transfers", None);
+        if let Some(t) = v["transfers"].as_array().and_then(|l| l.first()) {
+            break t.clone();
+        }
+        assert!(Instant::now() < deadline, "the link never showed");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(pending["state"], "fetching metadata", "{pending}");
+    assert_eq!(pending["id"], "");
+    assert_eq!(pending["drop"], "/Add/Never Seen.magnet");
+
+    let drop = pending["drop"].as_str().expect("drop");
+    let query: String = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("path", drop)
+        .finish();
+    let (code, v) = api(&server, &auth, "DELETE", &format!("/files?{query}"), None);
+    assert_eq!(code, 200, "{v}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, v) = api(&server, &auth, "GET", "/transfers", None);
+        if v["transfers"].as_array().is_some_and(|l| l.is_empty()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still fetching: {v}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Cancelled, not failed: no error file appears.
+    std::thread::sleep(Duration::from_secs(1));
+    let (_, v) = api(&server, &auth, "GET", "/files?path=/Add", None);
+    let names: Vec<&str> = v["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter_map(|e| e["name"].as_str())
+        .collect();
+    assert_eq!(names, ["status.txt"], "{v}");
+}

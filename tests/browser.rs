@@ -291,6 +291,31 @@ async fn browse_upload_rename_move_delete_with_the_keyboard_and_mouse() {
             404
         );
 
+        // A link still fetching metadata (its tracker never answers) can be cancelled too.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = silent.local_addr().expect("addr").port();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for conn in silent.incoming().flatten() {
+                held.push(conn);
+            }
+        });
+        b.type_into(
+            "#link",
+            &format!(
+                "magnet:?xt=urn:btih:{}&dn=Slow+One&tr=http%3A%2F%2F127.0.0.1%3A{port}%2Fannounce",
+                "cd".repeat(20)
+            ),
+        );
+        b.click("#add-form button[type=submit]");
+        b.click("button[aria-label=\"Cancel Slow One\"]");
+        b.click("#ask-ok");
+        b.wait_for(
+            "return ![...document.querySelectorAll('#transfer-list .t-name')].some(e => e.textContent === 'Slow One')",
+            Duration::from_secs(20),
+            "the cancelled link to go",
+        );
+
         // A malformed .torrent: shown as failed, with the reason, until dismissed.
         b.choose_file("#torrent-file", garbage.to_str().expect("path"));
         let reason = b.wait_for(

@@ -20,8 +20,8 @@ use metainfo::hex;
 pub struct Torrents {
     engine: Engine,
     store: Arc<Store>,
-    /// Links whose metadata is being fetched: (user id, link) → since when.
-    pending: Mutex<Vec<(u64, String, Instant)>>,
+    /// Links whose metadata is being fetched.
+    pending: Mutex<Vec<PendingLink>>,
     /// Progress of each running download, to find stuck ones (see the scheduler).
     pub(crate) progress: Mutex<std::collections::HashMap<[u8; 20], scheduler::Progress>>,
     /// Downloads given up on, with the reason users are shown.
@@ -34,11 +34,38 @@ pub struct Torrents {
 /// How long a magnet link may take to yield its metadata.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// A link of a dropped file in `/Add` whose metadata is being fetched.
+struct PendingLink {
+    serial: u64,
+    user: u64,
+    link: String,
+    since: Instant,
+    /// The dropped file: deleting it cancels the fetch.
+    drop_id: u64,
+    drop_path: String,
+    cancel: Arc<tokio::sync::Notify>,
+}
+
+/// A link being resolved, as its user is shown it.
+pub(crate) struct PendingInfo {
+    pub link: String,
+    pub since: Instant,
+    /// The dropped file's path in the drive.
+    pub drop_path: String,
+}
+
 /// Marks a link as being resolved for as long as it lives.
 pub(crate) struct Pending<'a> {
     torrents: &'a Torrents,
-    user: u64,
-    link: String,
+    serial: u64,
+    cancel: Arc<tokio::sync::Notify>,
+}
+
+impl Pending<'_> {
+    /// Completes when the dropped file is deleted.
+    pub(crate) async fn cancelled(&self) {
+        self.cancel.notified().await;
+    }
 }
 
 impl Drop for Pending<'_> {
@@ -47,7 +74,7 @@ impl Drop for Pending<'_> {
             .pending
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .retain(|(u, l, _)| !(*u == self.user && *l == self.link));
+            .retain(|p| p.serial != self.serial);
     }
 }
 
@@ -80,28 +107,64 @@ impl Torrents {
         METADATA_TIMEOUT
     }
 
-    /// Shows `link` as "fetching metadata" for `user` until the guard is dropped.
-    pub(crate) fn pending(&self, user: u64, link: &str) -> Pending<'_> {
+    /// Shows `link`, from the file `drop_id` dropped at `drop_path`, as "fetching metadata"
+    /// for `user` until the guard is dropped.
+    pub(crate) fn pending(
+        &self,
+        user: u64,
+        link: &str,
+        drop_id: u64,
+        drop_path: &str,
+    ) -> Pending<'_> {
+        static SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let serial = SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let cancel = Arc::new(tokio::sync::Notify::new());
         self.pending
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push((user, link.to_owned(), Instant::now()));
+            .push(PendingLink {
+                serial,
+                user,
+                link: link.to_owned(),
+                since: Instant::now(),
+                drop_id,
+                drop_path: drop_path.to_owned(),
+                cancel: cancel.clone(),
+            });
         Pending {
             torrents: self,
-            user,
-            link: link.to_owned(),
+            serial,
+            cancel,
         }
     }
 
-    /// Links of `user` being resolved, with when they started.
-    pub(crate) fn pending_of(&self, user: u64) -> Vec<(String, Instant)> {
+    /// Links of `user` being resolved.
+    pub(crate) fn pending_of(&self, user: u64) -> Vec<PendingInfo> {
         self.pending
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
-            .filter(|(u, _, _)| *u == user)
-            .map(|(_, l, at)| (l.clone(), *at))
+            .filter(|p| p.user == user)
+            .map(|p| PendingInfo {
+                link: p.link.clone(),
+                since: p.since,
+                drop_path: p.drop_path.clone(),
+            })
             .collect()
+    }
+
+    /// The file `drop_id` of `user` was deleted: stop fetching its links' metadata.
+    pub(crate) fn cancel_drop(&self, user: u64, drop_id: u64) {
+        for p in self
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|p| p.user == user && p.drop_id == drop_id)
+        {
+            // A stored permit: the fetch sees it even if it is not waiting yet.
+            p.cancel.notify_one();
+        }
     }
 
     /// Re-adds torrents the engine's own state lost (it restores the rest itself), and

@@ -256,7 +256,14 @@ impl UserDrive {
             (Some(Drop::Torrent), Ok(bytes)) => {
                 self.take_torrent(id, &sub, bytes, Vec::new(), true).await
             }
-            (Some(Drop::Magnet), Ok(bytes)) => self.take_links(id, &sub, &bytes).await,
+            (Some(Drop::Magnet), Ok(bytes)) => {
+                let path: String = std::iter::once(ADD)
+                    .chain(sub.iter().map(String::as_str))
+                    .chain([rec.name.as_str()])
+                    .map(|n| format!("/{n}"))
+                    .collect();
+                self.take_links(id, &path, &sub, &bytes).await
+            }
         };
         match result {
             Ok(()) => Ok(()),
@@ -295,7 +302,14 @@ impl UserDrive {
     /// A dropped `.magnet`: one magnet link or http(s) URL of a `.torrent` a line. Each is
     /// resolved to its `.torrent` (metadata from peers for magnets) and taken like one; the
     /// dropped file goes once every line worked.
-    async fn take_links(&self, id: u64, sub: &[String], bytes: &[u8]) -> Result<(), String> {
+    /// Deleting the dropped file (`path`) while metadata is fetched cancels the rest.
+    async fn take_links(
+        &self,
+        id: u64,
+        path: &str,
+        sub: &[String],
+        bytes: &[u8],
+    ) -> Result<(), String> {
         let text = std::str::from_utf8(bytes).map_err(|_| "not a text file of links".to_owned())?;
         let links: Vec<&str> = text
             .lines()
@@ -313,11 +327,16 @@ impl UserDrive {
         let mut failures = Vec::new();
         for (i, link) in links.iter().enumerate() {
             let peers = peer_hints(link);
-            let pending = torrents.pending(self.user, link);
-            let resolved = torrents
-                .engine()
-                .resolve(link, peers.clone(), torrents.metadata_timeout())
-                .await;
+            let pending = torrents.pending(self.user, link, id, path);
+            let resolved = tokio::select! {
+                r = torrents
+                    .engine()
+                    .resolve(link, peers.clone(), torrents.metadata_timeout()) => r,
+                () = pending.cancelled() => {
+                    tracing::info!(user = %self.name, link = %link, "dropped file deleted: fetching its metadata stopped");
+                    return Ok(());
+                }
+            };
             drop(pending);
             let last = i + 1 == links.len() && failures.is_empty();
             let result = match resolved {
@@ -406,11 +425,15 @@ impl UserDrive {
             return Ok(());
         }
         let line = format!("{}\n", reason.replace('\n', " "));
-        let user = self.user;
+        let (user, dropped) = (self.user, name.to_owned());
         tracing::info!(user = %self.name, file = %name, reason = %reason, "dropped file refused");
         self.storage
             .store()
             .write_async(move |tx| {
+                // Deleted meanwhile: nothing to explain.
+                if tx.child(parent, &dropped)?.is_none() {
+                    return Ok(());
+                }
                 let id = match tx.child(parent, &error_name)? {
                     Some(id) => id,
                     None => new_node(tx, user, parent, &error_name, Kind::File)?.0,

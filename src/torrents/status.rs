@@ -27,6 +27,8 @@ pub struct TransferInfo {
     pub eta_secs: Option<u64>,
     pub peers: u32,
     pub error: Option<String>,
+    /// For a link still fetching metadata: the dropped file (delete it to cancel).
+    pub drop: Option<String>,
 }
 
 fn mbps_to_bps(mbps: f64) -> u64 {
@@ -41,10 +43,11 @@ impl Torrents {
             .into_iter()
             .map(|(hash, rec)| self.describe(user, &hash, &rec))
             .collect();
-        for (link, since) in self.pending_of(user_id) {
+        for p in self.pending_of(user_id) {
             let mut info =
-                TransferInfo::idle(user, link_name(&link), String::new(), "fetching metadata");
-            info.error = Some(format!("waiting {} s", since.elapsed().as_secs()));
+                TransferInfo::idle(user, link_name(&p.link), String::new(), "fetching metadata");
+            info.error = Some(format!("waiting {} s", p.since.elapsed().as_secs()));
+            info.drop = Some(p.drop_path);
             out.push(info);
         }
         Ok(out)
@@ -139,6 +142,7 @@ impl TransferInfo {
             eta_secs: None,
             peers: 0,
             error: None,
+            drop: None,
         }
     }
 }

@@ -29,6 +29,7 @@ pub(super) fn list(storage: &Storage, user: &UserRec) -> ApiResult {
                 "id": t.info_hash, "name": t.name, "state": t.state, "progress": t.progress,
                 "size": t.size, "downloaded": t.downloaded, "down_bps": t.down_bps,
                 "up_bps": t.up_bps, "eta_secs": t.eta_secs, "peers": t.peers, "error": t.error,
+                    "drop": t.drop,
             })
         })
         .collect();

@@ -217,7 +217,7 @@ function transferItem(t) {
     el('span', { text: t.eta_secs ? `${duration(t.eta_secs)} left` : '' }),
     el('span', { text: t.id ? `${t.peers} peer${t.peers === 1 ? '' : 's'}` : '' }));
   const actions = el('span');
-  if (t.id) {
+  if (t.id || t.drop) {
     actions.append(el('button', {
       type: 'button',
       text: done ? 'Remove' : 'Cancel',
@@ -270,12 +270,14 @@ async function removeTransfer(t, done) {
   const verb = done ? 'Remove' : 'Cancel';
   const sure = await ask({
     title: `${verb} “${t.name}”?`,
-    text: 'Its files are deleted from your drive.',
+    text: t.id ? 'Its files are deleted from your drive.' : 'Nothing has been downloaded yet.',
     ok: verb, danger: true,
   });
   if (sure === null) return;
   try {
-    await api('DELETE', '/transfers/' + t.id);
+    // A link still fetching metadata has no files yet: deleting its drop cancels it.
+    if (t.id) await api('DELETE', '/transfers/' + t.id);
+    else await api('DELETE', '/files?path=' + encodeURIComponent(t.drop));
     say(`${t.name}: ${done ? 'removed' : 'cancelled'}.`);
     refreshTransfers();
     refreshFolder(false);
