@@ -50,8 +50,9 @@ impl Browser {
                     "--headless=new", "--no-sandbox", "--disable-gpu",
                     "--disable-dev-shm-usage", "--disable-background-networking",
                     "--disable-component-update", "--disable-sync", "--no-first-run",
+                    // The browser's own autoplay policy stays: the page must start its
+                    // player from the click, as it must for people.
                     "--disable-default-apps", "--mute-audio",
-                    "--autoplay-policy=no-user-gesture-required",
                     "--window-size=1280,900",
                 ],
             },
@@ -116,9 +117,20 @@ impl Browser {
         }
     }
 
+    /// Clicks the element `css` selects. The page redraws lists as they change: an element
+    /// replaced between finding and clicking is found again.
     pub fn click(&self, css: &str) {
-        let id = self.find(css);
-        self.cmd("POST", &format!("/element/{id}/click"), None);
+        for _ in 0..50 {
+            let id = self.find(css);
+            let path = format!("/session/{}/element/{id}/click", self.session);
+            let v = self.raw("POST", &path, None);
+            match v.get("error").and_then(Value::as_str) {
+                None => return,
+                Some("stale element reference") => continue,
+                Some(err) => panic!("WebDriver click on {css}: {err}: {}", v["message"]),
+            }
+        }
+        panic!("{css} kept being replaced before it could be clicked");
     }
 
     pub fn type_into(&self, css: &str, text: &str) {

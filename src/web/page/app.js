@@ -138,6 +138,8 @@ function signedIn(session) {
 
 function signedOut(message) {
   csrf = null;
+  shownTransfers = '';
+  shownFolder = '';
   clearInterval(pollTimer);
   closePlayer();
   $('drive-view').hidden = true;
@@ -253,8 +255,14 @@ function failedItem(f) {
     el('div', { class: 't-error', text: f.reason }));
 }
 
+let shownTransfers = '';
+
 async function refreshTransfers() {
   const [{ transfers }, failures] = await Promise.all([api('GET', '/transfers'), failedDrops().catch(() => [])]);
+  // Redrawn only when something changed, so a button isn't replaced under the pointer.
+  const now = JSON.stringify([transfers, failures]);
+  if (now === shownTransfers) return;
+  shownTransfers = now;
   const list = $('transfer-list');
   const focused = document.activeElement && document.activeElement.getAttribute('aria-label');
   list.replaceChildren(...transfers.map(transferItem), ...failures.map(failedItem));
@@ -484,29 +492,34 @@ $('upload-files').addEventListener('change', (ev) => {
 
 // ---- the player ----------------------------------------------------------------------
 
-async function play(e) {
-  try {
-    const file = await api('GET', '/files?path=' + encodeURIComponent(e.path));
-    const media = el(AUDIO.test(e.name) ? 'audio' : 'video', {
-      controls: true, autoplay: true, preload: 'auto', src: file.content_url, 'aria-label': e.name,
-    });
-    media.addEventListener('error', () => {
-      $('player-error').textContent = 'The browser can’t play this format: open it in VLC or mpv.';
-    });
-    $('player-error').textContent = '';
-    $('player-media').replaceChildren(media);
-    $('player-title').textContent = `Playing ${e.name}`;
+// The player starts inside the click, so the browser counts the click as permission to
+// play; the stream URL for other players follows.
+function play(e) {
+  const media = el(AUDIO.test(e.name) ? 'audio' : 'video', {
+    controls: true, preload: 'auto', src: contentUrl(e.path), 'aria-label': e.name,
+  });
+  media.addEventListener('error', () => {
+    $('player-error').textContent = 'The browser can’t play this format: open it in VLC or mpv.';
+  });
+  $('player-error').textContent = '';
+  const old = $('player-media').firstChild;
+  if (old) old.pause();
+  $('player-media').replaceChildren(media);
+  $('player-title').textContent = `Playing ${e.name}`;
+  $('player').hidden = false;
+  media.play().catch(() => { /* shown by the error handler, or paused by the browser */ });
+  media.focus();
+  $('player').scrollIntoView({ block: 'nearest' });
+  $('stream-url').value = '';
+  api('GET', '/files?path=' + encodeURIComponent(e.path)).then((file) => {
     const url = new URL(file.stream_url, location.href).href;
     $('stream-url').value = url;
     const m3u = `#EXTM3U\n#EXTINF:-1,${e.name}\n${url}\n`;
-    const old = $('play-external').href;
-    if (old.startsWith('blob:')) URL.revokeObjectURL(old);
-    $('play-external').href = URL.createObjectURL(new Blob([m3u], { type: 'audio/x-mpegurl' }));
-    $('play-external').download = e.name.replace(/\.[^.]*$/, '') + '.m3u';
-    $('player').hidden = false;
-    $('player').scrollIntoView({ block: 'nearest' });
-    media.focus();
-  } catch (err) { failed(err); }
+    const link = $('play-external');
+    if (link.href.startsWith('blob:')) URL.revokeObjectURL(link.href);
+    link.href = URL.createObjectURL(new Blob([m3u], { type: 'audio/x-mpegurl' }));
+    link.download = e.name.replace(/\.[^.]*$/, '') + '.m3u';
+  }).catch(failed);
 }
 
 function closePlayer() {
