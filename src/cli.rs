@@ -563,7 +563,7 @@ fn add(data_dir: &Path, user: String, source: &str) -> anyhow::Result<()> {
     use base64::Engine as _;
     let (name, bytes) = if crate::torrents::pickup::is_link(source) {
         (
-            "added.magnet".to_owned(),
+            crate::torrents::pickup::link_drop_name(source),
             format!("{source}\n").into_bytes(),
         )
     } else {

@@ -9,16 +9,13 @@
 use std::time::Duration;
 
 use crate::store::{now_nanos, SessionRec, Store, StoreError, WriteTx};
+use crate::torrents::metainfo::hex;
 
 /// How long a session lasts after signing in.
 pub const SESSION_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
 
 fn hash_of(secret: &str) -> [u8; 32] {
     *blake3::hash(secret.as_bytes()).as_bytes()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Starts a session for user `user`; returns the cookie value.

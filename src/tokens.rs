@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::store::{now_nanos, Store, StoreError, TokenRec, UserRec};
+use crate::torrents::metainfo::hex;
 
 const PREFIX: &str = "td_";
 
@@ -22,7 +23,7 @@ fn hash_of(token: &str) -> [u8; 32] {
 }
 
 fn id_of(hash: &[u8; 32]) -> String {
-    hash[..6].iter().map(|b| format!("{b:02x}")).collect()
+    hex(&hash[..6])
 }
 
 fn info(hash: &[u8; 32], rec: &TokenRec) -> TokenInfo {
@@ -40,13 +41,7 @@ pub fn create(
     name: &str,
 ) -> Result<(String, TokenInfo), StoreError> {
     let secret: [u8; 32] = rand::random();
-    let token = format!(
-        "{PREFIX}{}",
-        secret
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    );
+    let token = format!("{PREFIX}{}", hex(&secret));
     let hash = hash_of(&token);
     let rec = TokenRec {
         user: user.id,

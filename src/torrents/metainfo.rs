@@ -62,7 +62,8 @@ impl TorrentMeta {
     }
 }
 
-pub fn hex(hash: &[u8; 20]) -> String {
+/// Lower-case hex digits of `hash` (an info hash, a token, a key).
+pub fn hex(hash: &[u8]) -> String {
     hash.iter().map(|b| format!("{b:02x}")).collect()
 }
 

@@ -531,6 +531,43 @@ pub fn is_link(text: &str) -> bool {
         && !text.contains(['\n', '\r'])
 }
 
+/// What a link calls its torrent before its metadata is known: a magnet's `dn=`, else
+/// the last segment of a URL, without `.torrent`.
+pub(crate) fn link_title(link: &str) -> Option<String> {
+    let url = url::Url::parse(link).ok()?;
+    let title = if url.scheme() == "magnet" {
+        url.query_pairs()
+            .find(|(k, _)| k == "dn")
+            .map(|(_, v)| v.into_owned())
+    } else {
+        url.path_segments()
+            .and_then(|mut s| s.next_back().map(str::to_owned))
+            .map(|s| s.trim_end_matches(".torrent").to_owned())
+    };
+    title.filter(|t| !t.trim().is_empty())
+}
+
+/// The name a link is dropped into `/Add` under, so `/Add` and a failure say what was
+/// added: `<title>.magnet`, made a valid file name.
+pub fn link_drop_name(link: &str) -> String {
+    let clean: String = link_title(link)
+        .unwrap_or_default()
+        .chars()
+        .map(|c| {
+            if c.is_control() || c == '/' || c == '\\' {
+                '_'
+            } else {
+                c
+            }
+        })
+        .take(100)
+        .collect();
+    match clean.trim() {
+        "" | "." | ".." => "added.magnet".to_owned(),
+        name => format!("{name}.magnet"),
+    }
+}
+
 /// Peer addresses a magnet link suggests (`x.pe=host:port`, BEP 9), numeric only.
 fn peer_hints(link: &str) -> Vec<std::net::SocketAddr> {
     let Some((_, query)) = link.split_once('?') else {
@@ -586,5 +623,27 @@ mod tests {
         assert_eq!(peers[0].to_string(), "127.0.0.1:6881");
         assert_eq!(peers[1].to_string(), "[::1]:51413");
         assert!(peer_hints("magnet:?xt=urn:btih:abc").is_empty());
+    }
+
+    #[test]
+    fn links_are_dropped_under_their_names() {
+        assert_eq!(
+            link_drop_name("magnet:?xt=urn:btih:00&dn=Big+Buck%20Bunny"),
+            "Big Buck Bunny.magnet"
+        );
+        assert_eq!(
+            link_drop_name("magnet:?xt=urn:btih:00&dn=a/b"),
+            "a_b.magnet"
+        );
+        assert_eq!(
+            link_drop_name("magnet:?xt=urn:btih:00&dn=.."),
+            "added.magnet"
+        );
+        assert_eq!(link_drop_name("magnet:?xt=urn:btih:00"), "added.magnet");
+        assert_eq!(
+            link_drop_name("https://example.org/t/film.torrent?x=1"),
+            "film.magnet"
+        );
+        assert_eq!(link_drop_name("https://example.org/"), "added.magnet");
     }
 }

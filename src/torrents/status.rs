@@ -118,12 +118,9 @@ pub fn live_figures(stats: &librqbit::TorrentStats) -> LiveFigures {
     }
 }
 
-/// What to call a link that has no metadata yet: its `dn=` name, else the link.
+/// What to call a link that has no metadata yet: its title, else the link.
 fn link_name(link: &str) -> String {
-    link.split(['?', '&'])
-        .find_map(|p| p.strip_prefix("dn="))
-        .map(|n| n.replace('+', " "))
-        .unwrap_or_else(|| link.chars().take(60).collect())
+    super::pickup::link_title(link).unwrap_or_else(|| link.chars().take(60).collect())
 }
 
 impl TransferInfo {

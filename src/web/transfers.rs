@@ -56,7 +56,7 @@ pub(super) async fn add(req: Request<Incoming>, drive: &UserDrive) -> ApiResult 
             ));
         }
         (
-            format!("{}.magnet", drop_name(&link)),
+            crate::torrents::pickup::link_drop_name(&link),
             format!("{link}\n").into_bytes(),
         )
     } else if content_type.starts_with("application/x-bittorrent") {
@@ -81,38 +81,6 @@ pub(super) async fn add(req: Request<Incoming>, drive: &UserDrive) -> ApiResult 
     ))
 }
 
-/// What to call the file a link is dropped as, so `/Add` and a failure name what was
-/// added: a magnet's `dn=`, else a URL's last segment.
-fn drop_name(link: &str) -> String {
-    let named = url::Url::parse(link).ok().and_then(|u| {
-        if u.scheme() == "magnet" {
-            u.query_pairs()
-                .find(|(k, _)| k == "dn")
-                .map(|(_, v)| v.into_owned())
-        } else {
-            u.path_segments()
-                .and_then(|mut s| s.next_back().map(str::to_owned))
-                .map(|s| s.trim_end_matches(".torrent").to_owned())
-        }
-    });
-    let clean: String = named
-        .unwrap_or_default()
-        .chars()
-        .map(|c| {
-            if c.is_control() || c == '/' || c == '\\' {
-                '_'
-            } else {
-                c
-            }
-        })
-        .take(100)
-        .collect();
-    match clean.trim() {
-        "" | "." | ".." => "added".to_owned(),
-        name => name.to_owned(),
-    }
-}
-
 /// `DELETE /transfers/{id}`: the user's files of that torrent go, and with the last user
 /// the download.
 pub(super) async fn remove(drive: &UserDrive, id: &str) -> ApiResult {
@@ -128,22 +96,4 @@ pub(super) async fn remove(drive: &UserDrive, id: &str) -> ApiResult {
         StatusCode::OK,
         &json!({"removed": id, "files": files}),
     ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::drop_name;
-
-    #[test]
-    fn links_are_dropped_under_their_names() {
-        assert_eq!(
-            drop_name("magnet:?xt=urn:btih:00&dn=Big+Buck%20Bunny"),
-            "Big Buck Bunny"
-        );
-        assert_eq!(drop_name("magnet:?xt=urn:btih:00&dn=a/b"), "a_b");
-        assert_eq!(drop_name("magnet:?xt=urn:btih:00&dn=.."), "added");
-        assert_eq!(drop_name("magnet:?xt=urn:btih:00"), "added");
-        assert_eq!(drop_name("https://example.org/t/film.torrent?x=1"), "film");
-        assert_eq!(drop_name("https://example.org/"), "added");
-    }
 }
